@@ -1,0 +1,412 @@
+"""Decoder-only transformer for the Llama 3, Qwen2/2.5 and Qwen3 families, with shared heads.
+
+One implementation, configured by `ModelConfig`: GQA, RoPE (with llama3 scaling),
+RMSNorm, SwiGLU, optional q/k/v bias (Qwen2), optional q/k RMSNorm (Qwen3), tied
+or untied embeddings. Layers are one `nn.scan` over a stacked `layers` axis, so
+compile time does not grow with depth; `remat` rematerialises each block.
+
+Every parameter carries logical axis names (`vocab`, `embed`, `heads`, `kv`,
+`mlp`, `layers`) so `rewardjax.parallel` can shard it by a rules table.
+
+Ragged and left-padded batches: the caller passes `attention_mask` [B, T]; the
+RoPE positions default to `cumsum(mask) - 1` so a left-padded row sees the same
+positions as the unpadded one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rewardjax.models.config import ModelConfig
+
+Array = jax.Array
+HEAD_KINDS = ("lm", "value", "reward", "prm")
+# Finite stand-in for -inf: fully masked rows (padding queries) give a uniform
+# softmax instead of NaN.
+_MASK_VALUE = -1e30
+
+
+class KVCache(NamedTuple):
+    """Per-layer keys and values, stacked on the scanned layer axis.
+
+    Attributes:
+      k: [num_layers, B, S, K, Dh] keys at cache slots 0..S-1.
+      v: [num_layers, B, S, K, Dh] values.
+    """
+
+    k: Array
+    v: Array
+
+
+def init_cache(config: ModelConfig, batch: int, max_length: int, dtype=None) -> KVCache:
+    """An all-zero cache of `max_length` slots for `batch` rows."""
+    shape = (config.num_layers, batch, max_length, config.num_kv_heads, config.resolved_head_dim)
+    dtype = dtype or config.jnp_dtype
+    return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+
+def rope_inverse_frequencies(config: ModelConfig) -> np.ndarray:
+    """[Dh/2] float32 inverse frequencies, with llama3 scaling when configured.
+
+    Follows the HF `rope_type="llama3"` rule: wavelengths longer than
+    original_len/low_freq_factor are divided by `factor`, shorter than
+    original_len/high_freq_factor are kept, and the band between is a smooth mix.
+    """
+    dim = config.resolved_head_dim
+    exponents = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
+    inv_freq = (1.0 / (np.float32(config.rope_theta) ** exponents)).astype(np.float32)
+    scaling = config.rope_scaling_dict
+    if scaling is None or scaling.get("rope_type", scaling.get("type")) == "default":
+        return inv_freq
+    factor = float(scaling["factor"])
+    low = float(scaling["low_freq_factor"])
+    high = float(scaling["high_freq_factor"])
+    original = float(scaling["original_max_position_embeddings"])
+    wavelen = 2 * np.pi / inv_freq
+    scaled = np.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    mixed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= original / high) & (wavelen <= original / low)
+    return np.where(medium, mixed, scaled).astype(np.float32)
+
+
+def apply_rope(x: Array, positions: Array, inv_freq: np.ndarray) -> Array:
+    """Rotates x [B, T, H, Dh] by angles positions [B, T] × inv_freq (HF rotate-half layout)."""
+    angles = positions[..., None].astype(jnp.float32) * jnp.asarray(inv_freq)  # [B, T, Dh/2]
+    angles = jnp.concatenate([angles, angles], axis=-1)[:, :, None, :]
+    cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    rotated = jnp.concatenate([-x2, x1], axis=-1)
+    return x * cos + rotated * sin
+
+
+def default_positions(attention_mask: Array) -> Array:
+    """Positions [B, T] from a [B, T] mask: cumsum(mask) - 1, 0 on leading padding."""
+    return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def _dense_init(config: ModelConfig, names: tuple[str, ...]):
+    return nn.with_logical_partitioning(nn.initializers.normal(config.initializer_range), names)
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x²) + eps) · scale, statistics in float32."""
+
+    eps: float
+    dtype: Any
+    param_dtype: Any
+    axis_name: str = "embed"
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        scale = self.param(
+            "scale",
+            nn.with_logical_partitioning(nn.initializers.ones, (self.axis_name,)),
+            (x.shape[-1],),
+            self.param_dtype,
+        )
+        xf = x.astype(jnp.float32)
+        xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+        return scale.astype(self.dtype) * xf.astype(self.dtype)
+
+
+class Attention(nn.Module):
+    """Grouped-query self-attention with RoPE, optional q/k/v bias and q/k norm."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        x: Array,  # [B, T, D]
+        positions: Array,  # [B, T] int32 RoPE positions
+        mask: Array,  # [B, T, S] bool: query t may attend key slot s
+        cache: tuple[Array, Array] | None,  # ([B, S, K, Dh], [B, S, K, Dh]) or None
+        cache_index: Array | int,  # first cache slot written by this call
+    ) -> tuple[Array, tuple[Array, Array] | None]:
+        c = self.config
+        heads, kv_heads, head_dim = c.num_heads, c.num_kv_heads, c.resolved_head_dim
+        common = dict(dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype)
+
+        def projection(name: str, num: int) -> Array:
+            return nn.DenseGeneral(
+                (num, head_dim),
+                use_bias=c.qkv_bias,
+                kernel_init=_dense_init(c, ("embed", "heads", "kv")),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("heads", "kv")),
+                name=name,
+                **common,
+            )(x)
+
+        q = projection("q_proj", heads)  # [B, T, H, Dh]
+        k = projection("k_proj", kv_heads)  # [B, T, K, Dh]
+        v = projection("v_proj", kv_heads)
+        if c.qk_norm:
+            q = RMSNorm(c.rms_norm_eps, c.jnp_dtype, c.jnp_param_dtype, "kv", name="q_norm")(q)
+            k = RMSNorm(c.rms_norm_eps, c.jnp_dtype, c.jnp_param_dtype, "kv", name="k_norm")(k)
+        inv_freq = rope_inverse_frequencies(c)
+        q = apply_rope(q, positions, inv_freq)
+        k = apply_rope(k, positions, inv_freq)
+
+        if cache is not None:
+            k_cache, v_cache = cache
+            start = (0, cache_index, 0, 0)
+            k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
+            v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
+            cache = (k_cache, v_cache)
+            k, v = k_cache.astype(c.jnp_dtype), v_cache.astype(c.jnp_dtype)
+
+        batch, length = q.shape[:2]
+        q = q.reshape(batch, length, kv_heads, heads // kv_heads, head_dim)
+        scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
+        scores = scores * (head_dim**-0.5)
+        scores = jnp.where(mask[:, None, None], scores, _MASK_VALUE)
+        probs = jax.nn.softmax(scores, axis=-1).astype(c.jnp_dtype)
+        out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(batch, length, heads, head_dim)
+        out = nn.DenseGeneral(
+            c.hidden_size,
+            axis=(-2, -1),
+            use_bias=False,
+            kernel_init=_dense_init(c, ("heads", "kv", "embed")),
+            name="o_proj",
+            **common,
+        )(out)
+        return out, cache
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) · up(x))."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        c = self.config
+        common = dict(use_bias=False, dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype)
+        gate = nn.Dense(
+            c.intermediate_size,
+            kernel_init=_dense_init(c, ("embed", "mlp")),
+            name="gate_proj",
+            **common,
+        )(x)
+        up = nn.Dense(
+            c.intermediate_size,
+            kernel_init=_dense_init(c, ("embed", "mlp")),
+            name="up_proj",
+            **common,
+        )(x)
+        h = nn.with_logical_constraint(nn.silu(gate) * up, ("act_batch", "act_length", "act_mlp"))
+        return nn.Dense(
+            c.hidden_size, kernel_init=_dense_init(c, ("mlp", "embed")), name="down_proj", **common
+        )(h)
+
+
+class Block(nn.Module):
+    """Pre-norm decoder block; the signature is nn.scan's (carry, scanned, *broadcast)."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, cache, positions, mask, cache_index):
+        c = self.config
+        norm = dict(eps=c.rms_norm_eps, dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype)
+        h = RMSNorm(**norm, name="input_norm")(x)
+        attn, cache = Attention(c, name="attn")(h, positions, mask, cache, cache_index)
+        x = x + attn
+        h = RMSNorm(**norm, name="post_attn_norm")(x)
+        x = x + MLP(c, name="mlp")(h)
+        x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+        return x, cache
+
+
+class ScalarHead(nn.Module):
+    """Linear map hidden [B, T, D] → one float32 score per position [B, T]."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, hidden: Array) -> Array:
+        d = self.config.hidden_size
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(nn.initializers.normal(1.0 / np.sqrt(d + 1)), ("embed",)),
+            (d,),
+            self.config.jnp_param_dtype,
+        )
+        bias = self.param("bias", nn.initializers.zeros, (), self.config.jnp_param_dtype)
+        return hidden.astype(jnp.float32) @ kernel.astype(jnp.float32) + bias.astype(jnp.float32)
+
+
+_REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class Decoder(nn.Module):
+    """Decoder backbone with heads.
+
+    Attributes:
+      config: the ModelConfig.
+      heads: which heads to build, any of "lm" (logits [B, T, V], float32),
+        "value" and "reward" (scalar per position [B, T]; read one position with
+        `gather_positions`), "prm" (a per-token logit [B, T] read at step ends).
+
+    `apply({"params": p}, tokens, attention_mask=...)` returns the single head's
+    output, or a dict keyed by head name when several heads are built.
+    """
+
+    config: ModelConfig
+    heads: tuple[str, ...] = ("lm",)
+
+    def setup(self):
+        c = self.config
+        unknown = [h for h in self.heads if h not in HEAD_KINDS]
+        if unknown or not self.heads:
+            raise ValueError(
+                f"unknown heads {unknown or self.heads}; known: {', '.join(HEAD_KINDS)}"
+            )
+        self.embed = nn.Embed(
+            c.vocab_size,
+            c.hidden_size,
+            embedding_init=nn.with_logical_partitioning(
+                nn.initializers.normal(c.initializer_range), ("vocab", "embed")
+            ),
+            dtype=c.jnp_dtype,
+            param_dtype=c.jnp_param_dtype,
+        )
+        block = Block
+        if c.remat != "none":
+            block = nn.remat(Block, policy=_REMAT_POLICIES[c.remat], prevent_cse=False)
+        self.layers = nn.scan(
+            block,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
+            length=c.num_layers,
+            metadata_params={nn.PARTITION_NAME: "layers"},
+        )(c, name="layers")
+        self.final_norm = RMSNorm(c.rms_norm_eps, c.jnp_dtype, c.jnp_param_dtype)
+        if "lm" in self.heads and not c.tie_word_embeddings:
+            self.lm_head = nn.Dense(
+                c.vocab_size,
+                use_bias=False,
+                kernel_init=_dense_init(c, ("embed", "vocab")),
+                dtype=c.jnp_dtype,
+                param_dtype=c.jnp_param_dtype,
+            )
+        for name in ("value", "reward", "prm"):
+            if name in self.heads:
+                setattr(self, f"{name}_head", ScalarHead(c))
+
+    def _backbone(self, tokens, positions, mask, cache, cache_index):
+        x = self.embed(tokens)
+        x = nn.with_logical_constraint(x, ("act_batch", "act_length", "act_embed"))
+        x, cache = self.layers(x, cache, positions, mask, cache_index)
+        return self.final_norm(x), cache
+
+    def _logits(self, hidden: Array) -> Array:
+        if self.config.tie_word_embeddings:
+            logits = self.embed.attend(hidden)
+        else:
+            logits = self.lm_head(hidden)
+        return logits.astype(jnp.float32)
+
+    def _heads(self, hidden: Array):
+        outputs = {}
+        for name in self.heads:
+            outputs[name] = (
+                self._logits(hidden) if name == "lm" else getattr(self, f"{name}_head")(hidden)
+            )
+        return outputs[self.heads[0]] if len(self.heads) == 1 else outputs
+
+    def hidden_states(
+        self,
+        tokens: Array,  # [B, T] int32
+        attention_mask: Array | None = None,  # [B, T] 1 = real token
+        positions: Array | None = None,  # [B, T] int32
+    ) -> Array:
+        """Final-normed hidden states [B, T, D] (for logits-free log-prob kernels)."""
+        if attention_mask is None:
+            attention_mask = jnp.ones(tokens.shape, jnp.int32)
+        if positions is None:
+            positions = default_positions(attention_mask)
+        length = tokens.shape[1]
+        causal = jnp.tril(jnp.ones((length, length), bool))
+        mask = causal[None] & (attention_mask[:, None, :] > 0)
+        hidden, _ = self._backbone(tokens, positions, mask, None, 0)
+        return hidden
+
+    def __call__(
+        self,
+        tokens: Array,  # [B, T] int32
+        attention_mask: Array | None = None,  # [B, T]
+        positions: Array | None = None,  # [B, T]
+    ):
+        return self._heads(self.hidden_states(tokens, attention_mask, positions))
+
+    def apply_heads(self, hidden: Array):
+        """Head outputs from hidden states [B, T, D]."""
+        return self._heads(hidden)
+
+    def decode(
+        self,
+        tokens: Array,  # [B, T] new tokens (T = prompt length at prefill, 1 per decode step)
+        positions: Array,  # [B, T] RoPE positions of the new tokens
+        slot_mask: Array,  # [B, S] 1 on cache slots holding real tokens (new ones included)
+        cache: KVCache,
+        cache_index: Array | int,  # slot of tokens[:, 0]
+    ) -> tuple[Array, KVCache]:
+        """Runs new tokens against a KV cache; returns (logits [B, T, V] float32, cache)."""
+        length, slots = tokens.shape[1], slot_mask.shape[1]
+        query_slot = cache_index + jnp.arange(length)
+        causal = jnp.arange(slots)[None, :] <= query_slot[:, None]  # [T, S]
+        mask = causal[None] & (slot_mask[:, None, :] > 0)
+        hidden, (k, v) = self._backbone(tokens, positions, mask, (cache.k, cache.v), cache_index)
+        return self._logits(hidden), KVCache(k, v)
+
+
+def build(config: ModelConfig, heads: Sequence[str] = ("lm",)) -> Decoder:
+    """The linen module for `config` with the given heads."""
+    return Decoder(config, tuple(heads))
+
+
+def init_params(config: ModelConfig, rng: Array, heads: Sequence[str] = ("lm",)) -> dict:
+    """Fresh parameters (a plain pytree, logical-axis boxes removed)."""
+    model = build(config, heads)
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    variables = model.init(rng, tokens)
+    return nn.unbox(variables["params"])
+
+
+def logical_axes(config: ModelConfig, heads: Sequence[str] = ("lm",)) -> dict:
+    """Pytree matching `init_params` whose leaves are PartitionSpecs of logical names."""
+    model = build(config, heads)
+    abstract = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 1), jnp.int32))
+    return nn.get_partition_spec(abstract)["params"]
+
+
+def lm_head_kernel(config: ModelConfig, params: dict) -> Array:
+    """The output projection [D, V] (the transposed embedding when tied)."""
+    if config.tie_word_embeddings:
+        return params["embed"]["embedding"].T
+    return params["lm_head"]["kernel"]
+
+
+def gather_positions(values: Array, positions: Array) -> Array:
+    """values [B, T, ...] read at one position per row, positions [B] → [B, ...]."""
+    return jnp.take_along_axis(
+        values, positions.reshape((-1, 1) + (1,) * (values.ndim - 2)), axis=1
+    ).squeeze(1)
+
+
+def last_token_positions(attention_mask: Array) -> Array:
+    """Index of the last real token of each row of a [B, T] mask (right or left padded)."""
+    t = attention_mask.shape[1]
+    return (t - 1 - jnp.argmax(attention_mask[:, ::-1] > 0, axis=1)).astype(jnp.int32)

@@ -1,0 +1,339 @@
+"""Batched autoregressive sampling with a preallocated KV cache.
+
+  out = generate(config, params, prompts, rng=key, n=8, max_new_tokens=64,
+                 temperature=1.0, eos_ids=(tok.eos_id,), pad_id=tok.pad_id)
+
+One jit-compiled function does the prefill and a `lax.while_loop` decode.
+Prompts are left-padded to a length bucket and the completion budget is
+rounded up to a bucket, so a run compiles once per (batch, prompt bucket,
+completion bucket, sampling settings) and not once per prompt length.
+Rows are group-contiguous: row p·n + g is sample g of prompt p.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rewardjax.models.config import ModelConfig
+from rewardjax.models.transformer import build, default_positions, init_cache
+from rewardjax.types import SampleOutput
+
+Array = jax.Array
+DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """Static settings of one compiled sampler (hashable: a jit static argument).
+
+    Attributes:
+      temperature: 0 means greedy; otherwise logits are divided by it.
+      top_k: keep the k most likely tokens (0 = off).
+      top_p: nucleus mass to keep (1.0 = off).
+      stop_ids: token ids that end a row (EOS and stop tokens); the stop token
+        itself is part of the completion and of its mask.
+      pad_id: token written after a row ends.
+      kv_cache: False recomputes the whole sequence at every step (for
+        benchmarks and debugging; same outputs, quadratic cost).
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    stop_ids: tuple[int, ...] = ()
+    pad_id: int = 0
+    kv_cache: bool = True
+
+
+def bucket(length: int, buckets: Sequence[int]) -> int:
+    """Smallest bucket >= length (error naming both when none fits)."""
+    for b in sorted(buckets):
+        if b >= length:
+            return b
+    raise ValueError(f"length {length} exceeds the largest bucket {max(buckets)}")
+
+
+def _process_logits(logits: Array, sp: SamplingParams) -> Array:
+    """[B, V] float32 logits → log-probs of the sampling distribution."""
+    logits = logits.astype(jnp.float32) / sp.temperature
+    if sp.top_k > 0 or sp.top_p < 1.0:
+        sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
+        threshold = jnp.full(logits.shape[:1], -jnp.inf)
+        if sp.top_k > 0:
+            k = min(sp.top_k, logits.shape[-1])
+            threshold = jnp.maximum(threshold, sorted_logits[:, k - 1])
+        if sp.top_p < 1.0:
+            probs = jax.nn.softmax(sorted_logits, axis=-1)
+            mass_before = jnp.cumsum(probs, axis=-1) - probs
+            # Keep a token while the mass of the tokens above it is < top_p; the
+            # most likely token is always kept.
+            keep = mass_before < sp.top_p
+            smallest_kept = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1)
+            threshold = jnp.maximum(threshold, smallest_kept)
+        logits = jnp.where(logits >= threshold[:, None], logits, -jnp.inf)
+    return jax.nn.log_softmax(logits, axis=-1)
+
+
+def _choose(logits: Array, rng: Array, sp: SamplingParams) -> tuple[Array, Array]:
+    """Samples one token per row; returns (token [B], its log-prob [B])."""
+    if sp.temperature == 0.0:
+        # Greedy: the sampling distribution is a point mass; report the model's
+        # own log-prob of the argmax instead of 0, which is what a trainer wants.
+        logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+        token = jnp.argmax(logits, axis=-1)
+    else:
+        logp = _process_logits(logits, sp)
+        token = jax.random.categorical(rng, logp, axis=-1)
+    return token.astype(jnp.int32), jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
+
+
+@functools.partial(jax.jit, static_argnames=("config", "n", "completion_bucket", "sp"))
+def _generate_jit(
+    params,
+    prompt_tokens: Array,  # [P, L] left-padded
+    prompt_mask: Array,  # [P, L]
+    rng: Array,
+    max_new_tokens: Array,  # scalar int32 <= completion_bucket
+    *,
+    config: ModelConfig,
+    n: int,
+    completion_bucket: int,
+    sp: SamplingParams,
+):
+    model = build(config)
+    variables = {"params": params}
+    num_prompts, prompt_len = prompt_tokens.shape
+    batch = num_prompts * n
+    slots = prompt_len + completion_bucket
+    positions = default_positions(prompt_mask)
+    slot_mask = jnp.zeros((num_prompts, slots), jnp.int32).at[:, :prompt_len].set(prompt_mask)
+    stop_ids = jnp.asarray(sp.stop_ids or (-1,), jnp.int32)
+
+    if sp.kv_cache:
+        cache = init_cache(config, num_prompts, slots)
+        logits, cache = model.apply(
+            variables, prompt_tokens, positions, slot_mask, cache, 0, method="decode"
+        )
+        # Prefill once per prompt, then copy the cache to the n samples.
+        cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=1), cache)
+    else:
+        cache = None
+        logits = model.apply(variables, prompt_tokens, attention_mask=prompt_mask)
+    last_logits = jnp.repeat(logits[:, -1], n, axis=0)
+    slot_mask = jnp.repeat(slot_mask, n, axis=0)
+    all_tokens = (
+        jnp.zeros((batch, slots), jnp.int32)
+        .at[:, :prompt_len]
+        .set(jnp.repeat(prompt_tokens, n, axis=0))
+    )
+    next_position = jnp.repeat(positions[:, -1] + 1, n, axis=0)
+
+    state = dict(
+        step=jnp.int32(0),
+        tokens=jnp.full((batch, completion_bucket), sp.pad_id, jnp.int32),
+        logprobs=jnp.zeros((batch, completion_bucket), jnp.float32),
+        done=jnp.zeros((batch,), bool),
+        cache=cache,
+        slot_mask=slot_mask,
+        all_tokens=all_tokens,
+        last_logits=last_logits,
+        position=next_position,
+        rng=rng,
+    )
+
+    def cond(s):
+        return (s["step"] < max_new_tokens) & ~jnp.all(s["done"])
+
+    def body(s):
+        rng, key = jax.random.split(s["rng"])
+        token, logp = _choose(s["last_logits"], key, sp)
+        alive = ~s["done"]
+        token = jnp.where(alive, token, sp.pad_id)
+        logp = jnp.where(alive, logp, 0.0)
+        done = s["done"] | (alive & jnp.any(token[:, None] == stop_ids[None, :], axis=-1))
+        slot = prompt_len + s["step"]
+        slot_mask = s["slot_mask"].at[:, slot].set(alive.astype(jnp.int32))
+        all_tokens = s["all_tokens"].at[:, slot].set(token)
+        if sp.kv_cache:
+            logits, cache = model.apply(
+                variables,
+                token[:, None],
+                s["position"][:, None],
+                slot_mask,
+                s["cache"],
+                slot,
+                method="decode",
+            )
+            logits = logits[:, 0]
+        else:
+            cache = None
+            full = model.apply(variables, all_tokens, attention_mask=slot_mask)
+            logits = jax.lax.dynamic_index_in_dim(full, slot, axis=1, keepdims=False)
+        return dict(
+            step=s["step"] + 1,
+            tokens=s["tokens"].at[:, s["step"]].set(token),
+            logprobs=s["logprobs"].at[:, s["step"]].set(logp),
+            done=done,
+            cache=cache,
+            slot_mask=slot_mask,
+            all_tokens=all_tokens,
+            last_logits=logits,
+            position=s["position"] + 1,
+            rng=rng,
+        )
+
+    state = jax.lax.while_loop(cond, body, state)
+    mask = state["slot_mask"][:, prompt_len:].astype(jnp.float32)
+    return state["tokens"], state["logprobs"], mask
+
+
+def pad_prompts(
+    prompts: Sequence[Sequence[int]], *, pad_id: int, length: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pads ragged token lists to [P, length] (default: the longest)."""
+    length = length or max(len(p) for p in prompts)
+    tokens = np.full((len(prompts), length), pad_id, np.int32)
+    mask = np.zeros((len(prompts), length), np.int32)
+    for i, p in enumerate(prompts):
+        if len(p):
+            tokens[i, length - len(p) :] = p
+            mask[i, length - len(p) :] = 1
+    return tokens, mask
+
+
+def generate(
+    config: ModelConfig,
+    params,
+    prompts: Sequence[Sequence[int]] | tuple[np.ndarray, np.ndarray],
+    *,
+    rng: Array,
+    max_new_tokens: int,
+    n: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    eos_ids: Sequence[int] = (),
+    stop_ids: Sequence[int] = (),
+    pad_id: int = 0,
+    prompt_buckets: Sequence[int] = DEFAULT_BUCKETS,
+    completion_buckets: Sequence[int] = DEFAULT_BUCKETS,
+    max_length: int | None = None,
+    kv_cache: bool = True,
+) -> SampleOutput:
+    """Samples `n` completions for each prompt.
+
+    Args:
+      config: the policy's ModelConfig.
+      params: its parameters.
+      prompts: ragged token-id lists, or a left-padded (tokens [P, L], mask [P, L]) pair.
+      rng: PRNG key; the output is a deterministic function of it.
+      max_new_tokens: completion budget T.
+      n: samples per prompt (rows are group-contiguous).
+      temperature: 0 for greedy.
+      top_k: keep the k most likely tokens (0 = off).
+      top_p: nucleus sampling mass (1.0 = off).
+      eos_ids, stop_ids: ids that end a row (included in the completion).
+      pad_id: fills prompts on the left and completions after they end.
+      prompt_buckets, completion_buckets: lengths the shapes are rounded up to.
+      max_length: longest prompt + completion the cache may hold (default:
+        config.max_position_embeddings).
+      kv_cache: False recomputes the full sequence each step (benchmarks).
+
+    Returns:
+      SampleOutput with tokens/logprobs/mask [P·n, max_new_tokens], lengths and
+      prompt_index [P·n]. `logprobs` are under the sampling distribution
+      (temperature, top-k, top-p applied); for greedy, the model's log-prob.
+    """
+    if (
+        isinstance(prompts, tuple)
+        and len(prompts) == 2
+        and isinstance(prompts[0], np.ndarray | jax.Array)
+    ):
+        tokens, mask = np.asarray(prompts[0], np.int32), np.asarray(prompts[1], np.int32)
+        if tokens.shape != mask.shape or tokens.ndim != 2:
+            raise ValueError(
+                f"prompt tokens {tokens.shape} and mask {mask.shape} must both be [P, L]"
+            )
+        not_left_padded = (mask[:, -1] == 0) & (mask.sum(1) > 0)
+        if np.any(not_left_padded):
+            bad = int(np.argmax(not_left_padded))
+            raise ValueError(f"prompt row {bad} is not left-padded (its last position is padding)")
+        lengths = mask.sum(1)
+    else:
+        prompts = [list(p) for p in prompts]
+        lengths = np.array([len(p) for p in prompts])
+        tokens, mask = None, None
+    if len(lengths) == 0:
+        raise ValueError("no prompts given")
+    if np.any(lengths == 0):
+        raise ValueError(f"prompt row {int(np.argmin(lengths))} is empty")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+    if n < 1:
+        raise ValueError(f"n={n} must be >= 1")
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be >= 0")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p={top_p} must be in (0, 1]")
+    max_length = max_length or config.max_position_embeddings
+    longest = int(lengths.max())
+    if longest + max_new_tokens > max_length:
+        raise ValueError(
+            f"prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds the cache "
+            f"length {max_length}"
+        )
+    prompt_len = bucket(longest, prompt_buckets)
+    if tokens is None:
+        tokens, mask = pad_prompts(prompts, pad_id=pad_id, length=prompt_len)
+    else:
+        extra = prompt_len - tokens.shape[1]
+        tokens = np.pad(tokens, ((0, 0), (extra, 0)), constant_values=pad_id)
+        mask = np.pad(mask, ((0, 0), (extra, 0)))
+    real = tokens[mask > 0]
+    if real.size and (real.min() < 0 or real.max() >= config.vocab_size):
+        bad = int(real.max() if real.max() >= config.vocab_size else real.min())
+        raise ValueError(
+            f"prompt token id {bad} is outside the vocabulary [0, {config.vocab_size})"
+        )
+    for name, ids in (("eos_ids", eos_ids), ("stop_ids", stop_ids), ("pad_id", [pad_id])):
+        for i in ids:
+            if not 0 <= int(i) < config.vocab_size:
+                raise ValueError(
+                    f"{name} contains {i}, outside the vocabulary [0, {config.vocab_size})"
+                )
+    sp = SamplingParams(
+        temperature=float(temperature),
+        top_k=int(top_k),
+        top_p=float(top_p),
+        stop_ids=tuple(sorted({int(i) for i in (*eos_ids, *stop_ids)})),
+        pad_id=int(pad_id),
+        kv_cache=kv_cache,
+    )
+    completion_bucket = bucket(max_new_tokens, completion_buckets)
+    out_tokens, logprobs, out_mask = _generate_jit(
+        params,
+        jnp.asarray(tokens),
+        jnp.asarray(mask),
+        rng,
+        jnp.int32(max_new_tokens),
+        config=config,
+        n=n,
+        completion_bucket=completion_bucket,
+        sp=sp,
+    )
+    out_tokens = out_tokens[:, :max_new_tokens]
+    logprobs = logprobs[:, :max_new_tokens]
+    out_mask = out_mask[:, :max_new_tokens]
+    return SampleOutput(
+        tokens=out_tokens,
+        logprobs=logprobs,
+        mask=out_mask,
+        lengths=out_mask.sum(-1).astype(jnp.int32),
+        prompt_index=jnp.repeat(jnp.arange(len(lengths), dtype=jnp.int32), n),
+    )
