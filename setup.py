@@ -14,6 +14,7 @@ CORE = [
     "array-record>=0.5",
     "sentencepiece>=0.2",
     "tokenizers>=0.20",
+    "jinja2>=3.1",
     "safetensors>=0.4",
     "numpy>=1.26",
     "tqdm>=4.66",
