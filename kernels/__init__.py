@@ -1,1 +1,45 @@
-"""Pallas kernels, each beside its pure-jnp reference; installed as `rewardjax.kernels`."""
+"""Pallas kernels, each beside its pure-jnp reference and its chunked XLA version.
+
+Installed as `rewardjax.kernels`; callers normally go through `rewardjax.ops`,
+which picks an implementation for the backend.
+
+  logprob         fused log-prob + entropy + logsumexp from logits [N, V]
+  linear_logprob  the same from hidden [N, D] and projection [D, V], never holding [N, V]
+  policy_loss     PPO clip / dual clip / k3 / entropy bonus / aggregation, fwd + bwd in one pass
+"""
+
+from rewardjax.kernels.linear_logprob import (
+    chunked_linear_logprobs,
+    pallas_linear_logprobs,
+    reference_linear_logprobs,
+)
+from rewardjax.kernels.logprob import (
+    TokenLogprobs,
+    chunked_token_logprobs,
+    pallas_token_logprobs,
+    reference_token_logprobs,
+)
+from rewardjax.kernels.policy_loss import (
+    AGGREGATIONS,
+    aggregate,
+    fused_policy_loss,
+    pallas_policy_loss,
+    reference_policy_loss,
+    row_weights,
+)
+
+__all__ = [
+    "AGGREGATIONS",
+    "TokenLogprobs",
+    "aggregate",
+    "chunked_linear_logprobs",
+    "chunked_token_logprobs",
+    "fused_policy_loss",
+    "pallas_linear_logprobs",
+    "pallas_policy_loss",
+    "pallas_token_logprobs",
+    "reference_linear_logprobs",
+    "reference_policy_loss",
+    "reference_token_logprobs",
+    "row_weights",
+]
