@@ -83,6 +83,10 @@ class ModelConfig:
                 f"ModelConfig.num_heads={self.num_heads} does not divide "
                 f"hidden_size={self.hidden_size} (set head_dim explicitly to allow it)"
             )
+        if self.head_dim is not None and self.head_dim * self.num_heads == self.hidden_size:
+            # The default D / H spelled out: store None so equal models compare equal
+            # (HF files write head_dim for some families and not for others).
+            object.__setattr__(self, "head_dim", None)
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"ModelConfig.num_kv_heads={self.num_kv_heads} does not divide "

@@ -315,7 +315,8 @@ def load_hf(
     extra = [h for h in heads if h != "lm"]
     if extra:
         params.update(_load_heads(path, config, extra))
-    params = _map(lambda x: np.ascontiguousarray(x.astype(np_dtype)), params)
+    # astype(order="C") and not ascontiguousarray, which turns 0-d head biases into [1].
+    params = _map(lambda x: x.astype(np_dtype, order="C"), params)
     return config, params
 
 
@@ -375,31 +376,45 @@ def save_hf(
     """
     np_dtype = _NP_DTYPES[config.param_dtype]
 
-    def host(x) -> np.ndarray:
-        return np.asarray(x).astype(np_dtype)
-
-    tensors: dict[str, np.ndarray] = {
-        "model.embed_tokens.weight": host(params["embed"]["embedding"]),
-        "model.norm.weight": host(params["final_norm"]["scale"]),
-    }
-    for hf_suffix, ours, _, kind in _layer_specs(config):
-        node = params["layers"]
-        for key in ours:
+    def host(*keys: str) -> np.ndarray:
+        node = params
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                raise CheckpointError(
+                    f"save_hf: params have no {'/'.join(keys)!r} "
+                    f"(a {config.family} config with tie_word_embeddings="
+                    f"{config.tie_word_embeddings} needs it)"
+                )
             node = node[key]
-        stacked = host(node)
-        for i in range(config.num_layers):
-            tensors[f"model.layers.{i}.{hf_suffix}"] = np.ascontiguousarray(
-                _to_hf(stacked[i], kind)
+        return np.asarray(node).astype(np_dtype)
+
+    def add(name: str, w: np.ndarray, shape: tuple[int, ...]) -> None:
+        if w.shape != shape:
+            raise CheckpointError(
+                f"save_hf: tensor {name!r} has shape {w.shape}, expected {shape} from the config"
             )
+        tensors[name] = np.ascontiguousarray(w)
+
+    d, v = config.hidden_size, config.vocab_size
+    tensors: dict[str, np.ndarray] = {}
+    add("model.embed_tokens.weight", host("embed", "embedding"), (v, d))
+    add("model.norm.weight", host("final_norm", "scale"), (d,))
+    for hf_suffix, ours, shape, kind in _layer_specs(config):
+        stacked = host("layers", *ours)
+        if stacked.shape[:1] != (config.num_layers,):
+            raise CheckpointError(
+                f"save_hf: params 'layers/{'/'.join(ours)}' has shape {stacked.shape}, "
+                f"expected {config.num_layers} stacked layers"
+            )
+        for i in range(config.num_layers):
+            add(f"model.layers.{i}.{hf_suffix}", _to_hf(stacked[i], kind), shape)
     if not config.tie_word_embeddings:
-        if "lm_head" not in params:
-            raise CheckpointError("save_hf: untied config but params have no 'lm_head'")
-        tensors["lm_head.weight"] = np.ascontiguousarray(host(params["lm_head"]["kernel"]).T)
+        add("lm_head.weight", host("lm_head", "kernel").T, (v, d))
     head_tensors = {}
     for head in _EXTRA_HEADS:
         if f"{head}_head" in params:
-            head_tensors[f"{head}_head.kernel"] = host(params[f"{head}_head"]["kernel"])
-            head_tensors[f"{head}_head.bias"] = host(params[f"{head}_head"]["bias"]).reshape(1)
+            head_tensors[f"{head}_head.kernel"] = host(f"{head}_head", "kernel")
+            head_tensors[f"{head}_head.bias"] = host(f"{head}_head", "bias").reshape(1)
 
     parent = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(parent, exist_ok=True)

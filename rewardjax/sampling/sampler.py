@@ -260,11 +260,15 @@ def generate(
             raise ValueError(
                 f"prompt tokens {tokens.shape} and mask {mask.shape} must both be [P, L]"
             )
-        not_left_padded = (mask[:, -1] == 0) & (mask.sum(1) > 0)
-        if np.any(not_left_padded):
-            bad = int(np.argmax(not_left_padded))
-            raise ValueError(f"prompt row {bad} is not left-padded (its last position is padding)")
-        lengths = mask.sum(1)
+        lengths = (mask > 0).sum(1)
+        left_padded = np.arange(mask.shape[1])[None, :] >= (mask.shape[1] - lengths)[:, None]
+        bad_rows = np.flatnonzero(np.any((mask > 0) != left_padded, axis=1))
+        if bad_rows.size:
+            bad = int(bad_rows[0])
+            raise ValueError(
+                f"prompt row {bad} is not left-padded: mask {mask[bad].tolist()} "
+                "(real tokens must be the last ones of the row)"
+            )
     else:
         prompts = [list(p) for p in prompts]
         lengths = np.array([len(p) for p in prompts])
@@ -292,7 +296,9 @@ def generate(
     if tokens is None:
         tokens, mask = pad_prompts(prompts, pad_id=pad_id, length=prompt_len)
     else:
-        extra = prompt_len - tokens.shape[1]
+        # Drop all-padding columns, then pad on the left up to the bucket.
+        tokens, mask = tokens[:, -longest:], mask[:, -longest:]
+        extra = prompt_len - longest
         tokens = np.pad(tokens, ((0, 0), (extra, 0)), constant_values=pad_id)
         mask = np.pad(mask, ((0, 0), (extra, 0)))
     real = tokens[mask > 0]

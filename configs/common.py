@@ -1,0 +1,257 @@
+"""Shared pieces of experiment configs: argument parsing and the base blocks.
+
+A config file's `get_config(arg)` receives the text after the colon in
+`--config configs/x.py:arg`, e.g. `runlocal=True,model_path=/models/q`.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses "k=v,k2=v2" into a ConfigDict over `defaults`; unknown keys are errors.
+
+    Values are Python literals when they parse as one (True, 3, 0.5), else strings.
+    """
+    out = ml_collections.ConfigDict(dict(defaults))
+    if not arg:
+        return out
+    for item in arg.split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise ValueError(f"config argument {item!r} is not of the form key=value")
+        key, value = (s.strip() for s in item.split("=", 1))
+        if key not in defaults:
+            raise KeyError(f"unknown config argument {key!r}; known: {', '.join(sorted(defaults))}")
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value
+        out[key] = parsed
+    return out
+
+
+def model_block(*, preset: str = "tiny", path: str = "", tokenizer: str = "char") -> dict:
+    """Which policy to load: an HF directory (`path`) or a preset trained from scratch."""
+    return dict(
+        preset=preset,
+        path=path,
+        # "char" is the built-in character vocabulary of the procedural tasks;
+        # empty means the model directory's own tokenizer.
+        tokenizer=tokenizer,
+        dtype="float32",
+        remat="none",
+        overrides={},
+    )
+
+
+def optim_block(*, learning_rate: float, total_steps: int = 0, **kw) -> dict:
+    block = dict(
+        learning_rate=learning_rate,
+        schedule="constant",
+        warmup_steps=0,
+        total_steps=total_steps,
+        end_factor=0.0,
+        b1=0.9,
+        b2=0.999,
+        eps=1e-8,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+    )
+    block.update(kw)
+    return block
+
+
+def task_block(name: str = "arithmetic_chain", **kwargs) -> dict:
+    """A procedural task by registry name and constructor kwargs, or a JSONL prompt file."""
+    return dict(
+        name=name,
+        kwargs=kwargs,
+        # A JSONL file of {"prompt", "answer", ...} rows replaces the procedural
+        # task's training prompts; graded by the math answer reward.
+        data_path="",
+        test_path="",
+    )
+
+
+def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
+    """Every key the RL trainer reads, with GRPO defaults (see mechanisms.md §0 presets)."""
+    c = ml_collections.ConfigDict()
+    c.trainer = "rl"
+    c.seed = 0
+    c.steps = 200
+    c.model = model_block()
+    c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
+    # Completions per prompt: the group the advantage is relative to.
+    c.rollout = dict(
+        prompts_per_step=16, group_size=8, max_new_tokens=48, temperature=1.0, top_p=1.0, top_k=0
+    )
+    c.advantage = dict(name="grpo_group_norm", kwargs=dict(eps=1e-6))
+    c.loss = dict(
+        name="ppo_clip",
+        aggregation="seq_mean_token_mean",
+        kwargs=dict(clip_low=0.2, clip_high=0.2),
+    )
+    # KL(π_θ‖π_ref): placement "loss" (GRPO), "reward" (PPO, RLOO, REINFORCE++) or "none".
+    c.kl = dict(
+        placement="none", coef=0.0, estimator="kl_k3", adaptive=False, target=0.1, horizon=10000.0
+    )
+    c.entropy_coef = 0.0
+    c.critic = dict(enabled=False, coef=0.5, clip=0.5)
+    # Reward sources: name → weight and kwargs; "task_correct" grades with the task's checker.
+    c.rewards = dict(
+        sources={"task_correct": dict(weight=1.0, kwargs={})},
+        fallback=0.0,
+        num_workers=0,
+        timeout_s=10.0,
+    )
+    c.curation = dict(dynamic_sampling=False, max_rounds=8)
+    c.updates = dict(
+        epochs=1,
+        minibatches=1,
+        microbatches=1,
+        shuffle=True,
+        # Rows per forward pass when recomputing old / reference log-probs.
+        forward_chunk=128,
+        max_consecutive_skips=5,
+    )
+    c.logprob_impl = "auto"
+    # ppo_clip with a fixed KL coefficient runs as one fused kernel pass.
+    c.fused_policy_loss = True
+    c.optim = optim_block(learning_rate=1e-5)
+    c.eval = dict(every=0, num_problems=200, num_samples=4, temperature=1.0, batch_prompts=50)
+    c.log = dict(every=1, samples_every=10, num_samples=8)
+    c.checkpoint = dict(every=50, keep=2, best_metric="", async_save=True)
+    if runlocal:
+        c.steps = 3
+        c.rollout.prompts_per_step = 4
+        c.rollout.group_size = 4
+        c.rollout.max_new_tokens = 32
+        c.eval.num_problems = 8
+        c.eval.batch_prompts = 8
+        c.checkpoint.every = 0
+        c.log.samples_every = 1
+    return c
+
+
+def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
+    """Every key the offline trainer reads for SFT on task demonstrations."""
+    c = ml_collections.ConfigDict()
+    c.trainer = "offline"
+    c.seed = 0
+    c.steps = 600
+    c.batch_size = 64
+    c.microbatches = 1
+    c.model = model_block()
+    c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
+    c.objective = dict(kind="sft", loss="sft_nll", kwargs=dict(aggregation="token_mean"))
+    # Share of demonstrations with a deliberate wrong step (that propagates), so
+    # the SFT policy starts imperfect and RL has something to fix.
+    c.data = dict(error_rate=0.0, completion_length=48)
+    c.logprob_impl = "auto"
+    c.optim = optim_block(
+        learning_rate=3e-3, schedule="cosine", warmup_steps=30, total_steps=600, end_factor=0.1
+    )
+    c.eval = dict(every=0, num_problems=200, num_samples=4, temperature=1.0, batch_prompts=50)
+    c.log = dict(every=10)
+    c.checkpoint = dict(every=200, keep=2, async_save=True)
+    c.max_consecutive_skips = 5
+    # Also write the final policy as an HF checkpoint under workdir/hf.
+    c.export_hf = True
+    if runlocal:
+        c.steps = 4
+        c.batch_size = 8
+        c.optim.total_steps = 4
+        c.optim.warmup_steps = 1
+        c.eval.num_problems = 8
+        c.eval.batch_prompts = 8
+        c.checkpoint.every = 0
+        c.log.every = 1
+    return c
+
+
+# Defaults of the non-SFT offline kinds that differ by kind: (objective, steps,
+# learning rate, batch size).
+_OFFLINE_KINDS = {
+    "dpo": (dict(loss="dpo_sigmoid", kwargs=dict(beta=0.1)), 200, 1e-4, 32),
+    "rm": (dict(loss="bt_pairwise", kwargs=dict(center_coef=0.0), margin_scale=0.0), 400, 2e-3, 32),
+    "prm": (dict(loss="prm_step_bce", kwargs=dict(last_step_only=False)), 400, 2e-3, 32),
+    "implicit_prm": (dict(loss="implicit_prm", kwargs=dict(beta=0.05)), 300, 3e-4, 32),
+}
+
+
+def offline_base(kind: str, *, runlocal: bool = False) -> ml_collections.ConfigDict:
+    """Every key the offline trainer reads for the dpo, rm, prm and implicit_prm kinds.
+
+    Data: a JSONL file of the kind's format (data.train_path / test_path), or,
+    when empty, records generated from the procedural task with exact labels.
+    """
+    if kind not in _OFFLINE_KINDS:
+        raise ValueError(f"offline kind {kind!r}; known: {', '.join(sorted(_OFFLINE_KINDS))}")
+    objective, steps, lr, batch_size = _OFFLINE_KINDS[kind]
+    c = ml_collections.ConfigDict()
+    c.trainer = "offline"
+    c.seed = 0
+    c.steps = steps
+    # Pairs (dpo, rm) or solutions (prm, implicit_prm) per update.
+    c.batch_size = batch_size
+    c.microbatches = 1
+    c.model = model_block()
+    c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
+    c.objective = dict(kind=kind, **objective)
+    c.data = dict(
+        train_path="",
+        test_path="",
+        # Generated records (train and held-out test split) when no path is given.
+        num_train=8192,
+        num_test=500,
+        # Share of generated step-labelled solutions with an error (prm, implicit_prm).
+        error_rate=0.5,
+        prompt_length=16,
+        completion_length=48,
+        max_steps=8,
+        step_separator="\n",
+    )
+    # The frozen π_ref of dpo and implicit_prm: an HF directory, or empty for a
+    # copy of the initial model. precompute: reference log-probs once for the
+    # whole dataset before training; False: per batch, on the fly.
+    c.reference = dict(path="", precompute=True)
+    c.logprob_impl = "auto"
+    c.optim = optim_block(
+        learning_rate=lr, schedule="cosine", warmup_steps=20, total_steps=steps, end_factor=0.1
+    )
+    # every: evaluate every this many steps (0: only when asked); num_records:
+    # held-out best-of-4 lists and solutions for the rm metrics; threshold: τ of
+    # the ProcessBench first-error prediction; the rest: held-out pass@k (dpo).
+    c.eval = dict(
+        every=steps,
+        num_records=300,
+        threshold=0.5,
+        num_problems=200,
+        num_samples=4,
+        temperature=1.0,
+        batch_prompts=50,
+    )
+    c.log = dict(every=10)
+    c.checkpoint = dict(every=200, keep=2, async_save=True)
+    c.max_consecutive_skips = 5
+    # Also write the final model (with its reward/prm head) as an HF checkpoint under workdir/hf.
+    c.export_hf = True
+    if runlocal:
+        c.steps = 4
+        c.batch_size = 8
+        c.data.num_train = 64
+        c.data.num_test = 16
+        c.optim.total_steps = 4
+        c.optim.warmup_steps = 1
+        c.eval.every = 4
+        c.eval.num_records = 16
+        c.eval.num_problems = 8
+        c.eval.batch_prompts = 8
+        c.checkpoint.every = 0
+        c.log.every = 1
+    return c

@@ -1,0 +1,60 @@
+r"""The GRPO family as config changes on one base: pick `algo=` on the command line.
+
+  python -m experiments.train --config configs/rl_variants.py:algo=gspo,model_path=/tmp/sft/hf --workdir /tmp/gspo
+
+algo: grpo | dr_grpo | gspo | rloo | reinforce_pp | cispo | gmpo (mechanisms.md §0-2).
+"""
+
+from configs import common, grpo_arithmetic
+
+VARIANTS = {
+    "grpo": dict(),
+    # Dr.GRPO: no std scaling, constant-normalised token sums.
+    "dr_grpo": dict(
+        advantage=dict(name="drgrpo_group_center", kwargs={}),
+        loss=dict(
+            name="ppo_clip",
+            aggregation="seq_mean_token_sum_norm",
+            kwargs=dict(loss_scale_factor=48.0),
+        ),
+    ),
+    # GSPO: sequence-level importance ratio; its aggregation is fixed.
+    "gspo": dict(
+        loss=dict(
+            name="gspo", aggregation="seq_mean_token_mean", kwargs=dict(clip_low=0.2, clip_high=0.2)
+        )
+    ),
+    "rloo": dict(advantage=dict(name="rloo", kwargs={})),
+    "reinforce_pp": dict(
+        advantage=dict(name="reinforce_pp_baseline", kwargs={}),
+        loss=dict(
+            name="ppo_clip", aggregation="token_mean", kwargs=dict(clip_low=0.2, clip_high=0.2)
+        ),
+    ),
+    "cispo": dict(
+        loss=dict(name="cispo", aggregation="token_mean", kwargs=dict(clip_low=0.2, clip_high=0.2))
+    ),
+    "gmpo": dict(
+        loss=dict(
+            name="gmpo_geo_mean",
+            aggregation="seq_mean_token_mean",
+            kwargs=dict(clip_low=0.2, clip_high=0.2),
+        )
+    ),
+}
+
+
+def get_config(arg=None):
+    arg = common.parse_arg(arg, runlocal=False, model_path="", algo="grpo")
+    if arg.algo not in VARIANTS:
+        raise ValueError(f"algo={arg.algo!r}; known: {', '.join(sorted(VARIANTS))}")
+    c = grpo_arithmetic.get_config(f"runlocal={arg.runlocal},model_path={arg.model_path}")
+    for key, value in VARIANTS[arg.algo].items():
+        c[key] = value
+    return c
+
+
+def sweep(add):
+    for algo in VARIANTS:
+        for seed in range(3):
+            add(arg=f"algo={algo}", seed=seed)

@@ -1,0 +1,30 @@
+r"""Train anything a config file describes.
+
+  python -m experiments.train --config configs/grpo_arithmetic.py --workdir /tmp/grpo
+  python -m experiments.train --config configs/grpo_arithmetic.py:runlocal=True \
+      --workdir /tmp/grpo_local --config.steps=10
+
+A mistyped key (in the file or on the command line) fails at parse time.
+Restarting with the same --workdir resumes from its last checkpoint.
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from rewardjax.training.launch import train_and_evaluate
+
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

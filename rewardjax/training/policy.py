@@ -1,0 +1,64 @@
+"""Loading a policy (preset, HF checkpoint or previous run) and its tokenizer from config."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from rewardjax import models
+from rewardjax.tokenizers import Tokenizer, check_vocab, load_tokenizer
+
+
+def load_tokenizer_for(model_cfg) -> Tokenizer:
+    """The tokenizer named by `model.tokenizer` ("char", a directory or file).
+
+    An empty value means the model directory's own tokenizer.
+    """
+    spec = model_cfg.tokenizer or model_cfg.path
+    if not spec:
+        raise ValueError("config model.tokenizer is empty and model.path is not set")
+    return load_tokenizer(spec)
+
+
+def load_policy(
+    model_cfg, tokenizer: Tokenizer, rng: jax.Array, *, heads=("lm",)
+) -> tuple[models.ModelConfig, dict]:
+    """(ModelConfig, params) from `model.path` (HF directory) or `model.preset`.
+
+    Args:
+      model_cfg: the config's `model` block: path, preset, dtype, remat, overrides.
+      tokenizer: checked against the model's vocabulary size.
+      rng: initialises a preset model (and extra heads of a loaded one).
+      heads: heads the params carry.
+    """
+    overrides = dict(model_cfg.overrides or {})
+    if model_cfg.path:
+        if not os.path.isdir(model_cfg.path):
+            raise ValueError(f"config model.path={model_cfg.path!r} is not a directory")
+        config, params = models.load_hf(model_cfg.path, dtype=model_cfg.dtype)
+        config = config.replace(remat=model_cfg.remat, **overrides)
+        params = jax.tree.map(np.asarray, params)
+        if tuple(heads) != ("lm",):
+            fresh = models.init_params(config, rng, heads)
+            for key, value in fresh.items():
+                params.setdefault(key, value)
+            if "lm" not in heads:
+                params.pop("lm_head", None)
+    else:
+        config = models.preset(
+            model_cfg.preset,
+            dtype=model_cfg.dtype,
+            param_dtype=model_cfg.dtype,
+            remat=model_cfg.remat,
+            **overrides,
+        )
+        params = models.init_params(config, rng, heads)
+    check_vocab(tokenizer, config.vocab_size)
+    config = config.replace(
+        eos_token_id=tokenizer.eos_id,
+        pad_token_id=tokenizer.pad_id,
+        bos_token_id=tokenizer.bos_id,
+    )
+    return config, params

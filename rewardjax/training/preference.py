@@ -1,0 +1,229 @@
+"""The DPO family in the offline loop: preference pairs, a frozen reference, a registered loss.
+
+  python -m experiments.train --config configs/dpo_arithmetic.py:sft_path=/tmp/sft/hf --workdir /tmp/dpo
+
+Chosen and rejected completions go through one concatenated forward; the
+loss reads per-sequence log-prob sums s = Σ_t mask·log π and the reference's
+sums, which are either precomputed once for the whole dataset before training
+(`reference.precompute=True`) or computed on the fly for each batch by a
+separate compiled forward (never inside the gradient). Every loss of
+`PREFERENCE_LOSSES` is selectable by `objective.loss`; `adpo_anchored` sees
+each pair as a list of K = 2 candidates with target q = (1, 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rewardjax import models
+from rewardjax.registry import PREFERENCE_LOSSES
+from rewardjax.tokenizers import Tokenizer
+from rewardjax.training import forward
+from rewardjax.training.model_rewards import check_reference_vocab
+from rewardjax.training.offline_data import ArrayBatches, encode_pairs, load_records
+from rewardjax.training.rollout import sample_and_grade
+
+Array = jax.Array
+
+__all__ = [
+    "PreferenceObjective",
+    "load_reference",
+    "make_preference_loss",
+    "sequence_logprob_sums",
+]
+
+_PAIR_LOSS_ARGS = ("chosen_lengths", "rejected_lengths", "total_weight")
+
+
+def sequence_logprob_sums(
+    model: models.Decoder,
+    params,
+    prompt_tokens: Array,  # [B, L]
+    prompt_mask: Array,  # [B, L]
+    tokens: Array,  # [B, T]
+    mask: Array,  # [B, T]
+    *,
+    impl: str = "auto",
+) -> Array:
+    """Σ_t mask·log π(y_t | x, y_<t): [B] float32."""
+    logp, _ = forward.completion_logprobs(model, params, prompt_tokens, prompt_mask, tokens, mask, impl=impl)
+    return jnp.sum(logp * mask, axis=-1)
+
+
+def load_reference(
+    reference_cfg, *, policy_config: models.ModelConfig, policy_params
+) -> tuple[models.ModelConfig, Any]:
+    """The frozen reference: `reference.path` (an HF directory), else a copy of the initial policy.
+
+    A reference whose vocabulary differs from the policy's is an error naming
+    both embedding shapes.
+    """
+    if reference_cfg.path:
+        ref_config, ref_params = models.load_hf(reference_cfg.path, dtype=policy_config.dtype)
+        check_reference_vocab(policy_config, ref_config, what=f"config reference.path={reference_cfg.path!r}")
+        ref_config = ref_config.replace(
+            eos_token_id=policy_config.eos_token_id,
+            pad_token_id=policy_config.pad_token_id,
+            bos_token_id=policy_config.bos_token_id,
+        )
+    else:
+        ref_config, ref_params = policy_config, policy_params
+    # A copy: the policy's buffers are donated to the update step.
+    return ref_config, jax.tree.map(lambda x: jnp.array(x, copy=True), ref_params)
+
+
+def make_preference_loss(
+    model: models.Decoder, *, loss_name: str, loss_kwargs: dict, logprob_impl: str
+):
+    """The DPO-family loss `(params, minibatch, rng, totals) -> (loss, metrics)`.
+
+    Minibatch keys: prompt_tokens, prompt_mask [B, L]; chosen_tokens,
+    chosen_mask, rejected_tokens, rejected_mask [B, T]; ref_chosen,
+    ref_rejected [B] (reference log-prob sums).
+    """
+    if loss_name == "pair_weights":
+        raise ValueError(
+            "objective.loss='pair_weights' is the per-pair reduction, not a preference loss; "
+            f"known losses: {', '.join(n for n in PREFERENCE_LOSSES.names() if n != 'pair_weights')}"
+        )
+    loss_fn = PREFERENCE_LOSSES.get(loss_name)
+    accepted = set(inspect.signature(loss_fn).parameters)
+
+    def preference_loss(params, mb, rng, totals):
+        del rng
+        b = mb["chosen_tokens"].shape[0]
+        prompt_tokens = jnp.concatenate([mb["prompt_tokens"]] * 2)
+        prompt_mask = jnp.concatenate([mb["prompt_mask"]] * 2)
+        tokens = jnp.concatenate([mb["chosen_tokens"], mb["rejected_tokens"]])
+        mask = jnp.concatenate([mb["chosen_mask"], mb["rejected_mask"]])
+        logp, entropy = forward.completion_logprobs(
+            model, params["policy"], prompt_tokens, prompt_mask, tokens, mask, impl=logprob_impl
+        )
+        sums = jnp.sum(logp * mask, axis=-1)
+        chosen, rejected = sums[:b], sums[b:]
+        ref_chosen = jax.lax.stop_gradient(mb["ref_chosen"])
+        ref_rejected = jax.lax.stop_gradient(mb["ref_rejected"])
+        if loss_name == "adpo_anchored":
+            target = jnp.tile(jnp.array([[1.0, 0.0]]), (b, 1))
+            loss, metrics = loss_fn(
+                jnp.stack([chosen, rejected], -1),
+                jnp.stack([ref_chosen, ref_rejected], -1),
+                target,
+                total_weight=totals["num_rows"],
+                **loss_kwargs,
+            )
+        else:
+            extra = dict(
+                chosen_lengths=jnp.sum(mb["chosen_mask"], -1),
+                rejected_lengths=jnp.sum(mb["rejected_mask"], -1),
+                total_weight=totals["num_rows"],
+            )
+            extra = {k: v for k, v in extra.items() if k in accepted}
+            loss, metrics = loss_fn(chosen, rejected, ref_chosen, ref_rejected, **extra, **loss_kwargs)
+        metrics = dict(metrics)
+        metrics["logp_chosen"] = jax.lax.stop_gradient(jnp.mean(chosen))
+        metrics["logp_rejected"] = jax.lax.stop_gradient(jnp.mean(rejected))
+        metrics["entropy"] = jax.lax.stop_gradient(
+            jnp.sum(entropy * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+        )
+        return loss, metrics
+
+    return preference_loss
+
+
+class PreferenceObjective:
+    """objective.kind = "dpo": a preference loss on pairs against a frozen reference.
+
+    Config keys read: objective.{loss, kwargs}, reference.{path, precompute},
+    data.{train_path, test_path, num_train, num_test, prompt_length,
+    completion_length}, batch_size, seed, logprob_impl, eval.*.
+    """
+
+    kind = "dpo"
+    heads = ("lm",)
+
+    def __init__(self, config, *, tokenizer: Tokenizer, model_config, model, params, task):
+        c = self.config = config
+        self.tokenizer, self.model_config, self.task = tokenizer, model_config, task
+        self.ref_config, self.ref_params = load_reference(
+            c.reference, policy_config=model_config, policy_params=params
+        )
+        self._ref_fn = jax.jit(
+            functools.partial(sequence_logprob_sums, models.build(self.ref_config), impl=c.logprob_impl)
+        )
+        self._policy_fn = jax.jit(functools.partial(sequence_logprob_sums, model, impl=c.logprob_impl))
+        lengths = dict(prompt_length=c.data.prompt_length, completion_length=c.data.completion_length)
+        train = load_records(c.data, task, "preference_pairs", split="train", seed=c.seed)
+        arrays = encode_pairs(tokenizer, train, source=c.data.train_path or "generated train pairs", **lengths)
+        if c.reference.precompute:
+            arrays.update(self._reference_sums(arrays))
+        self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
+        test = load_records(c.data, task, "preference_pairs", split="test", seed=c.seed)
+        self.test = encode_pairs(tokenizer, test, source=c.data.test_path or "generated test pairs", **lengths)
+        self.test.update(self._reference_sums(self.test))
+        self.loss = make_preference_loss(
+            model,
+            loss_name=c.objective.loss,
+            loss_kwargs=dict(c.objective.kwargs),
+            logprob_impl=c.logprob_impl,
+        )
+
+    def _sums(self, fn, params, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Log-prob sums of both sides, in chunks of batch_size rows (one compiled shape)."""
+        size = self.config.batch_size
+        n = arrays["chosen_tokens"].shape[0]
+        out = {"chosen": [], "rejected": []}
+        for start in range(0, n, size):
+            idx = np.arange(start, start + size) % n  # the last chunk wraps around
+            for side in out:
+                out[side].append(
+                    np.asarray(
+                        fn(
+                            params,
+                            arrays["prompt_tokens"][idx],
+                            arrays["prompt_mask"][idx],
+                            arrays[f"{side}_tokens"][idx],
+                            arrays[f"{side}_mask"][idx],
+                        )
+                    )
+                )
+        return {side: np.concatenate(v)[:n] for side, v in out.items()}
+
+    def _reference_sums(self, arrays) -> dict[str, np.ndarray]:
+        sums = self._sums(self._ref_fn, self.ref_params, arrays)
+        return {"ref_chosen": sums["chosen"], "ref_rejected": sums["rejected"]}
+
+    def next_batch(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        batch = next(self.data)
+        if not self.config.reference.precompute:
+            batch.update(self._reference_sums(batch))
+        tokens = float(batch["chosen_mask"].sum() + batch["rejected_mask"].sum())
+        return batch, {"data/tokens": tokens}
+
+    def evaluate(self, params, rng) -> dict[str, float]:
+        """Held-out pass@k of the policy, and the implicit-reward accuracy on held-out pairs."""
+        c = self.config
+        sums = self._sums(self._policy_fn, params["policy"], self.test)
+        margin = (sums["chosen"] - self.test["ref_chosen"]) - (sums["rejected"] - self.test["ref_rejected"])
+        out = {"pairs/reward_accuracy": float(np.mean(margin > 0)), "pairs/margin_mean": float(np.mean(margin))}
+        problems = self.task.problems(0, c.eval.num_problems, split="test", seed=c.seed)
+        result = sample_and_grade(
+            self.model_config,
+            params["policy"],
+            self.tokenizer,
+            self.task,
+            problems,
+            rng=rng,
+            n=c.eval.num_samples,
+            max_new_tokens=c.data.completion_length,
+            temperature=c.eval.temperature,
+            batch_prompts=c.eval.batch_prompts,
+        )
+        out.update(result.summary())
+        return out

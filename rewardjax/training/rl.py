@@ -1,0 +1,665 @@
+"""The RL loop: rollout → rewards (host) → advantages (device) → K epochs of minibatch updates.
+
+GRPO, Dr.GRPO, DAPO, GSPO, RLOO, REINFORCE++ and PPO differ only in config:
+the advantage estimator, the policy loss and its aggregation, where the KL
+term goes, whether a critic is trained, and the curation rule. Old log-probs
+are recomputed by the trainer; their gap to the sampler's is logged.
+
+  python -m experiments.train --config configs/grpo_arithmetic.py --workdir /tmp/grpo
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from rewardjax import models, ops, sampling
+from rewardjax.data.curation import dynamic_sampling
+from rewardjax.objectives import aggregation as agg
+from rewardjax.objectives.advantages import broadcast_to_tokens, outcome_to_token_rewards
+from rewardjax.objectives.kl import kl_in_loss, kl_in_reward
+from rewardjax.objectives.policy import value_loss_clipped
+from rewardjax.registry import ADVANTAGES, KL_ESTIMATORS, POLICY_LOSSES
+from rewardjax.training import faults, forward
+from rewardjax.training.checkpoint import Checkpointer, check_compatible
+from rewardjax.training.optim import make_optimizer
+from rewardjax.training.policy import load_policy, load_tokenizer_for
+from rewardjax.training.prompts import PromptSource
+from rewardjax.training.rewarding import RewardComputer
+from rewardjax.training.rollout import (
+    decode_completions,
+    encode_prompts,
+    sample_and_grade,
+    truncated_rows,
+)
+from rewardjax.training.step import TrainState, make_update_step
+from rewardjax.training.writers import MetricWriter, Progress
+
+Array = jax.Array
+
+
+def _accepted(fn, kwargs: dict) -> dict:
+    """The subset of kwargs that fn's signature accepts."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def compute_advantages(
+    name: str,
+    kwargs: dict,
+    *,
+    rewards: Array,  # [B]
+    mask: Array,  # [B, T]
+    group_size: int,
+    token_rewards: Array | None = None,  # [B, T]
+    values: Array | None = None,  # [B, T]
+    baseline_rewards: Array | None = None,  # [B]
+) -> tuple[Array, Array | None]:
+    """Runs the registered estimator `name`; returns (advantages [B, T], returns [B, T] or None).
+
+    Estimators declare what they need by argument name (rewards, mask,
+    group_size, token_rewards, values, baseline_rewards); the rest is left out.
+    """
+    fn = ADVANTAGES.get(name)
+    if token_rewards is None:
+        token_rewards = outcome_to_token_rewards(rewards, mask)
+    available = dict(
+        rewards=rewards,
+        mask=mask,
+        group_size=group_size,
+        token_rewards=token_rewards,
+        values=values,
+        baseline_rewards=baseline_rewards,
+    )
+    params = inspect.signature(fn).parameters
+    missing = [
+        k
+        for k, p in params.items()
+        if p.default is inspect.Parameter.empty and available.get(k) is None and k not in kwargs
+    ]
+    if missing:
+        raise ValueError(
+            f"advantage estimator {name!r} needs {missing}, which this run does not provide"
+        )
+    call = {k: v for k, v in available.items() if k in params and v is not None}
+    out = fn(**call, **kwargs)
+    returns = None
+    if isinstance(out, tuple):
+        out, returns = out
+    if out.ndim == 1:
+        out = broadcast_to_tokens(out, mask)
+    return out, returns
+
+
+def make_rl_loss(
+    policy: models.Decoder,
+    critic: models.Decoder | None,
+    *,
+    loss_name: str,
+    loss_kwargs: dict,
+    aggregation: str,
+    temperature: float,
+    kl_placement: str,
+    kl_estimator: str,
+    entropy_coef: float,
+    value_coef: float,
+    value_clip: float | None,
+    logprob_impl: str = "auto",
+    fused_kl_coef: float | None = None,
+):
+    """The RL loss `(params, minibatch, rng, totals) -> (loss, metrics)`.
+
+    params: {"policy": ..., ["critic": ...]}. Minibatch keys: prompt_tokens,
+    prompt_mask, tokens, mask, old_logprobs, rollout_logprobs, advantages, and
+    when used ref_logprobs + kl_coef (KL in the loss), old_values + returns
+    (critic).
+
+    `ppo_clip` with a fixed KL coefficient (`fused_kl_coef` not None) and the
+    k3 estimator runs as one fused pass (`rewardjax.ops.policy_loss`: ratio,
+    clipping, k3 KL, entropy bonus and aggregation, forward and backward);
+    every other combination composes the registered objectives.
+    """
+    loss_fn = POLICY_LOSSES.get(loss_name)
+    fused = (
+        fused_kl_coef is not None
+        and loss_name == "ppo_clip"
+        and loss_kwargs.get("tis_mode", "off") == "off"
+        and (kl_placement != "loss" or kl_estimator in ("kl_k3", "k3"))
+    )
+
+    def rl_loss(params, mb, rng, totals):
+        del rng
+        logp, entropy = forward.completion_logprobs(
+            policy,
+            params["policy"],
+            mb["prompt_tokens"],
+            mb["prompt_mask"],
+            mb["tokens"],
+            mb["mask"],
+            temperature=temperature,
+            impl=logprob_impl,
+        )
+        mask = mb["mask"]
+        counts = dict(num_tokens=totals["num_tokens"], num_seqs=totals["num_seqs"])
+        if fused:
+            loss, metrics = ops.policy_loss(
+                logp,
+                mb["old_logprobs"],
+                mb["advantages"],
+                mask,
+                ref_logprobs=mb["ref_logprobs"] if kl_placement == "loss" else None,
+                entropy=entropy,
+                clip_low=loss_kwargs.get("clip_low", 0.2),
+                clip_high=loss_kwargs.get("clip_high", 0.2),
+                dual_clip=loss_kwargs.get("dual_clip"),
+                kl_coef=fused_kl_coef if kl_placement == "loss" else 0.0,
+                entropy_coef=entropy_coef,
+                aggregation=aggregation,
+                loss_scale_factor=loss_kwargs.get("loss_scale_factor"),
+                impl=logprob_impl,
+                **counts,
+            )
+            metrics = dict(metrics)
+            metrics["entropy"] = agg.masked_mean(jax.lax.stop_gradient(entropy), mask)
+            return loss + _critic_loss(params, mb, mask, counts, metrics), metrics
+        call = dict(
+            aggregation=aggregation,
+            rollout_logprobs=mb["rollout_logprobs"],
+            **counts,
+            **loss_kwargs,
+        )
+        loss, metrics = loss_fn(
+            logp, mb["old_logprobs"], mb["advantages"], mask, **_accepted(loss_fn, call)
+        )
+        metrics = dict(metrics)
+        entropy_mean = agg.masked_mean(jax.lax.stop_gradient(entropy), mask)
+        metrics["entropy"] = entropy_mean
+        if entropy_coef:
+            loss = loss - entropy_coef * agg.aggregate(
+                entropy, mask, aggregation=aggregation, **counts
+            )
+        if kl_placement == "loss":
+            kl_loss, kl_metrics = kl_in_loss(
+                logp,
+                mb["ref_logprobs"],
+                mask,
+                kl_coef=mb["kl_coef"][0],
+                estimator=kl_estimator,
+                aggregation=aggregation,
+                **counts,
+            )
+            loss = loss + kl_loss
+            metrics.update(kl_metrics)
+        return loss + _critic_loss(params, mb, mask, counts, metrics), metrics
+
+    def _critic_loss(params, mb, mask, counts, metrics):
+        if critic is None:
+            return 0.0
+        values = forward.completion_values(
+            critic,
+            params["critic"],
+            mb["prompt_tokens"],
+            mb["prompt_mask"],
+            mb["tokens"],
+            mb["mask"],
+        )
+        vloss, vmetrics = value_loss_clipped(
+            values,
+            mb["old_values"],
+            mb["returns"],
+            mask,
+            clip=value_clip,
+            aggregation="token_mean",
+            **counts,
+        )
+        metrics.update({f"critic/{k}": v for k, v in vmetrics.items()})
+        metrics["critic/value_loss"] = vloss
+        return value_coef * vloss
+
+    return rl_loss
+
+
+class RLTrainer:
+    """Owns the models, state and data of one RL run; `run()` trains to `config.steps`."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        self.config = c = config
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.rng = jax.random.key(c.seed)
+        self.tokenizer = load_tokenizer_for(c.model)
+        self.rng, init_key, critic_key = jax.random.split(self.rng, 3)
+        self.model_config, params = load_policy(c.model, self.tokenizer, init_key)
+        self.policy = models.build(self.model_config)
+        self.group_size = c.rollout.group_size
+        self.rows = c.rollout.prompts_per_step * c.rollout.group_size
+        if self.rows % c.updates.minibatches:
+            raise ValueError(
+                f"rollout.prompts_per_step × group_size = {self.rows} rows do not divide into "
+                f"updates.minibatches={c.updates.minibatches}"
+            )
+        if (self.rows // c.updates.minibatches) % c.updates.microbatches:
+            raise ValueError(
+                f"minibatch of {self.rows // c.updates.minibatches} rows does not divide into "
+                f"updates.microbatches={c.updates.microbatches}"
+            )
+        if c.kl.placement not in ("none", "loss", "reward"):
+            raise ValueError(f"kl.placement={c.kl.placement!r}; known: none, loss, reward")
+        self.use_kl = c.kl.placement != "none" and (c.kl.coef > 0 or c.kl.adaptive)
+        self.ref_params = jax.tree.map(jnp.asarray, params) if self.use_kl else None
+        train_params = {"policy": params}
+        self.critic = None
+        if c.critic.enabled:
+            critic_config, critic_params = load_policy(
+                c.model, self.tokenizer, critic_key, heads=("value",)
+            )
+            self.critic = models.build(critic_config, ("value",))
+            train_params["critic"] = critic_params
+        self.optimizer = make_optimizer(**c.optim)
+        self.state = TrainState.create(jax.tree.map(jnp.asarray, train_params), self.optimizer)
+        self.kl_coef = float(c.kl.coef)
+        if c.kl.adaptive:
+            self.kl_controller = KL_ESTIMATORS.get("adaptive_kl_controller")(
+                init_kl_coef=c.kl.coef, target=c.kl.target, horizon=c.kl.horizon
+            )
+        else:
+            self.kl_controller = None
+
+        self.source = PromptSource(c.task, batch_size=c.rollout.prompts_per_step, seed=c.seed)
+        self.task = self.source.task
+        self.rewards = RewardComputer(
+            c.rewards,
+            task=self.task,
+            tokenizer=self.tokenizer,
+            max_new_tokens=c.rollout.max_new_tokens,
+        )
+        loss = make_rl_loss(
+            self.policy,
+            self.critic,
+            loss_name=c.loss.name,
+            loss_kwargs=dict(c.loss.kwargs),
+            aggregation=c.loss.aggregation,
+            temperature=c.rollout.temperature,
+            kl_placement=c.kl.placement if self.use_kl else "none",
+            kl_estimator=c.kl.estimator,
+            entropy_coef=c.entropy_coef,
+            value_coef=c.critic.coef,
+            value_clip=c.critic.clip,
+            logprob_impl=c.logprob_impl,
+            # A fixed β can be compiled into the fused loss; an adaptive one cannot.
+            fused_kl_coef=None if (c.kl.adaptive or not c.fused_policy_loss) else float(c.kl.coef),
+        )
+        self.update_fn = jax.jit(
+            make_update_step(loss, self.optimizer, microbatches=c.updates.microbatches),
+            donate_argnums=0,
+        )
+        self._logprob_fn = jax.jit(
+            functools.partial(
+                forward.completion_logprobs,
+                self.policy,
+                temperature=c.rollout.temperature,
+                impl=c.logprob_impl,
+            )
+        )
+        if self.critic is not None:
+            self._value_fn = jax.jit(functools.partial(forward.completion_values, self.critic))
+        self.step = 0
+        self.writer = MetricWriter(workdir)
+        self.checkpointer = Checkpointer(
+            workdir,
+            keep=c.checkpoint.keep,
+            best_metric=c.checkpoint.best_metric or None,
+            async_save=c.checkpoint.async_save,
+        )
+        self.counters: dict[str, float] = {}
+        self._restore()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _model_signature(self) -> dict:
+        mc = self.model_config
+        return dict(
+            vocab_size=mc.vocab_size,
+            hidden_size=mc.hidden_size,
+            num_layers=mc.num_layers,
+            num_heads=mc.num_heads,
+            num_kv_heads=mc.num_kv_heads,
+            intermediate_size=mc.intermediate_size,
+            critic=self.critic is not None,
+        )
+
+    def _checkpoint_state(self) -> dict:
+        return {"train": self.state, "rng": jax.random.key_data(self.rng)}
+
+    def _restore(self) -> None:
+        restored = self.checkpointer.restore_latest(
+            self._checkpoint_state(),
+            check=lambda meta: check_compatible(meta["model"], self._model_signature()),
+        )
+        if restored is None:
+            return
+        step, state, meta = restored
+        self.state = state["train"]
+        self.rng = jax.random.wrap_key_data(state["rng"])
+        self.source.restore(meta["source"])
+        self.kl_coef = meta["kl_coef"]
+        self.counters = meta.get("counters", {})
+        self.step = step
+        self.writer.truncate_after(step)
+        logging.info("resumed %s at step %d", self.workdir, step)
+
+    def save(self, metrics: dict | None = None) -> None:
+        meta = dict(
+            model=self._model_signature(),
+            source=self.source.state(),
+            kl_coef=self.kl_coef,
+            counters=self.counters,
+            config=self.config.to_dict(),
+        )
+        faults.maybe_kill("before_save", self.step)
+        self.checkpointer.save(self.step, self._checkpoint_state(), meta, metrics=metrics)
+        faults.maybe_kill("during_save", self.step)
+
+    # ------------------------------------------------------------------ rollout
+
+    def _generate(self, problems, rng):
+        c = self.config
+        tokens, mask = encode_prompts(self.tokenizer, [p.prompt for p in problems])
+        out = sampling.generate(
+            self.model_config,
+            self.state.params["policy"],
+            (tokens, mask),
+            rng=rng,
+            n=self.group_size,
+            max_new_tokens=c.rollout.max_new_tokens,
+            temperature=c.rollout.temperature,
+            top_p=c.rollout.top_p,
+            top_k=c.rollout.top_k,
+            eos_ids=self.tokenizer.stop_ids,
+            pad_id=self.tokenizer.pad_id,
+        )
+        return tokens, mask, out
+
+    def collect(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Samples groups (refilling dropped ones under dynamic sampling) and scores them.
+
+        Returns host arrays for exactly prompts_per_step groups and rollout metrics.
+        """
+        c = self.config
+        want = c.rollout.prompts_per_step
+        g = self.group_size
+        kept: list[dict[str, np.ndarray]] = []
+        kept_problems: list = []
+        rounds, generated_groups, dropped_groups = 0, 0, 0
+        reward_stats: dict[str, float] = {}
+        while len(kept_problems) < want:
+            if rounds >= c.curation.max_rounds:
+                raise RuntimeError(
+                    f"dynamic sampling found {len(kept_problems)} of {want} groups with reward "
+                    f"variance after curation.max_rounds={c.curation.max_rounds} rounds; raise "
+                    "the cap, or lower the task difficulty"
+                )
+            rounds += 1
+            problems = self.source.next()
+            self.rng, key = jax.random.split(self.rng)
+            prompt_tokens, prompt_mask, out = self._generate(problems, key)
+            texts = decode_completions(self.tokenizer, out.tokens, out.lengths)
+            row_problems = [p for p in problems for _ in range(g)]
+            truncated = truncated_rows(out, self.tokenizer.stop_ids)
+            lengths = np.asarray(out.lengths)
+            scores, info = self.rewards(row_problems, texts, lengths=lengths, truncated=truncated)
+            for k, v in info["stats"].items():
+                reward_stats[k] = reward_stats.get(k, 0.0) + v
+            arrays = dict(
+                prompt_tokens=np.repeat(prompt_tokens, g, axis=0),
+                prompt_mask=np.repeat(prompt_mask, g, axis=0).astype(np.int32),
+                tokens=np.asarray(out.tokens),
+                mask=np.asarray(out.mask),
+                rollout_logprobs=np.asarray(out.logprobs),
+                rewards=scores.astype(np.float32),
+                correct=info["correct"].astype(np.float32),
+                lengths=lengths,
+                truncated=truncated,
+            )
+            generated_groups += want
+            if c.curation.dynamic_sampling:
+                keep = dynamic_sampling(scores.reshape(want, g))
+            else:
+                keep = np.ones(want, bool)
+            dropped_groups += int((~keep).sum())
+            rows = np.repeat(keep, g)
+            kept.append({k: v[rows] for k, v in arrays.items()})
+            kept_problems += [p for p, k in zip(problems, keep) if k]
+        # Prompt buckets can differ between rounds; left-pad to the longest.
+        width = max(x["prompt_tokens"].shape[1] for x in kept)
+        for x in kept:
+            extra = width - x["prompt_tokens"].shape[1]
+            if extra:
+                x["prompt_tokens"] = np.pad(
+                    x["prompt_tokens"], ((0, 0), (extra, 0)), constant_values=self.tokenizer.pad_id
+                )
+                x["prompt_mask"] = np.pad(x["prompt_mask"], ((0, 0), (extra, 0)))
+        batch = {k: np.concatenate([x[k] for x in kept])[: want * g] for k in kept[0]}
+        problems = kept_problems[:want]
+        metrics = {
+            "rollout/rounds": rounds,
+            "rollout/dropped_group_frac": dropped_groups / max(generated_groups, 1),
+            **{f"reward/{k}": v / rounds for k, v in reward_stats.items()},
+        }
+        batch["_problems"] = problems
+        return batch, metrics
+
+    # ------------------------------------------------------------------ one iteration
+
+    def _chunked(self, fn, params, batch, keys):
+        """Applies fn to fixed-size row chunks (bounded memory, one compile)."""
+        rows = batch["tokens"].shape[0]
+        size = min(self.config.updates.forward_chunk, rows)
+        outs = []
+        for start in range(0, rows, size):
+            args = [jnp.asarray(batch[k][start : start + size]) for k in keys]
+            outs.append(fn(params, *args))
+        return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
+
+    def prepare(self, batch: dict) -> tuple[dict[str, Array], dict[str, float]]:
+        """Old/ref log-probs, values and advantages for a collected batch."""
+        c = self.config
+        keys = ("prompt_tokens", "prompt_mask", "tokens", "mask")
+        params = self.state.params
+        old_logprobs, entropy = self._chunked(self._logprob_fn, params["policy"], batch, keys)
+        mask = jnp.asarray(batch["mask"])
+        rewards = jnp.asarray(batch["rewards"])
+        token_rewards = outcome_to_token_rewards(rewards, mask)
+        metrics: dict[str, float] = {}
+        device = {k: jnp.asarray(batch[k]) for k in keys}
+        device["old_logprobs"] = old_logprobs
+        device["rollout_logprobs"] = jnp.asarray(batch["rollout_logprobs"])
+        gap = jnp.abs(old_logprobs - device["rollout_logprobs"])
+        metrics["rollout/logp_gap_mean"] = agg.masked_mean(gap, mask)
+        metrics["rollout/logp_gap_max"] = jnp.max(jnp.where(mask > 0, gap, 0.0))
+        metrics["rollout/entropy"] = agg.masked_mean(entropy, mask)
+        if self.use_kl:
+            ref_logprobs, _ = self._chunked(self._logprob_fn, self.ref_params, batch, keys)
+            metrics["kl/ref_k1"] = agg.masked_mean(old_logprobs - ref_logprobs, mask)
+            metrics["kl/coef"] = self.kl_coef
+            if c.kl.placement == "reward":
+                token_rewards, kl_metrics = kl_in_reward(
+                    token_rewards,
+                    old_logprobs,
+                    ref_logprobs,
+                    mask,
+                    kl_coef=self.kl_coef,
+                    estimator=c.kl.estimator,
+                )
+                metrics.update({f"kl/{k}": v for k, v in kl_metrics.items()})
+            else:
+                device["ref_logprobs"] = ref_logprobs
+                device["kl_coef"] = jnp.full((self.rows,), self.kl_coef, jnp.float32)
+        values = None
+        if self.critic is not None:
+            values = self._chunked(self._value_fn, params["critic"], batch, keys)
+            device["old_values"] = values
+        advantages, returns = compute_advantages(
+            c.advantage.name,
+            dict(c.advantage.kwargs),
+            rewards=rewards,
+            mask=mask,
+            group_size=self.group_size,
+            token_rewards=token_rewards,
+            values=values,
+        )
+        device["advantages"] = advantages
+        if self.critic is not None:
+            if returns is None:
+                raise ValueError(
+                    f"critic.enabled needs an advantage estimator that returns value targets "
+                    f"(e.g. 'gae'), not {c.advantage.name!r}"
+                )
+            device["returns"] = returns
+        group_rewards = np.asarray(batch["rewards"]).reshape(-1, self.group_size)
+        metrics["rollout/zero_std_group_frac"] = float(np.mean(group_rewards.std(axis=1) == 0))
+        metrics["advantage/mean"] = agg.masked_mean(advantages, mask)
+        metrics["advantage/abs_max"] = jnp.max(jnp.abs(advantages))
+        return device, metrics
+
+    def train_step(self) -> dict[str, float]:
+        """One RL iteration: collect, prepare, and epochs × minibatches updates."""
+        c = self.config
+        t0 = time.time()
+        batch, metrics = self.collect()
+        t_rollout = time.time() - t0
+        problems = batch.pop("_problems")
+        device, prep_metrics = self.prepare(batch)
+        metrics.update(prep_metrics)
+        minibatch = self.rows // c.updates.minibatches
+        update_metrics = []
+        for _ in range(c.updates.epochs):
+            self.rng, perm_key = jax.random.split(self.rng)
+            order = (
+                jax.random.permutation(perm_key, self.rows)
+                if c.updates.shuffle
+                else jnp.arange(self.rows)
+            )
+            for m in range(c.updates.minibatches):
+                idx = order[m * minibatch : (m + 1) * minibatch]
+                mb = {k: v[idx] for k, v in device.items()}
+                self.rng, key = jax.random.split(self.rng)
+                self.state, um = self.update_fn(self.state, mb, key)
+                update_metrics.append(um)
+        update_metrics = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *update_metrics)
+        if self.kl_controller is not None and "kl/ref_k1" in metrics:
+            kl_state = self.kl_controller.update(
+                type(self.kl_controller.init())(jnp.float32(self.kl_coef)),
+                metrics["kl/ref_k1"],
+                self.rows,
+            )
+            self.kl_coef = float(kl_state.kl_coef)
+        rewards = batch["rewards"]
+        metrics.update({f"train/{k}": v for k, v in update_metrics.items()})
+        metrics.update(
+            {
+                "reward/mean": float(rewards.mean()),
+                "reward/std": float(rewards.std()),
+                "reward/accuracy": float(batch["correct"].mean()),
+                "rollout/length_mean": float(batch["lengths"].mean()),
+                "rollout/truncated_frac": float(batch["truncated"].mean()),
+                "time/rollout_s": t_rollout,
+                "time/step_s": time.time() - t0,
+                "rollout/tokens": float(batch["mask"].sum()),
+            }
+        )
+        self.step += 1
+        if c.log.samples_every and self.step % c.log.samples_every == 0:
+            texts = decode_completions(self.tokenizer, batch["tokens"], batch["lengths"])
+            self.writer.write_samples(
+                self.step,
+                [
+                    dict(
+                        prompt=problems[i // self.group_size].prompt,
+                        completion=texts[i],
+                        reward=float(rewards[i]),
+                    )
+                    for i in range(min(len(texts), c.log.num_samples))
+                ],
+            )
+        return metrics
+
+    def evaluate(
+        self, *, num_problems: int | None = None, n: int | None = None
+    ) -> dict[str, float]:
+        """Held-out pass@k (unbiased estimator) on the test split of the task."""
+        c = self.config
+        problems = self.source.test_problems(num_problems or c.eval.num_problems)
+        self.rng, key = jax.random.split(self.rng)
+        result = sample_and_grade(
+            self.model_config,
+            self.state.params["policy"],
+            self.tokenizer,
+            self.task,
+            problems,
+            rng=key,
+            n=n or c.eval.num_samples,
+            max_new_tokens=c.rollout.max_new_tokens,
+            temperature=c.eval.temperature,
+            batch_prompts=c.eval.batch_prompts,
+        )
+        return result.summary()
+
+    def run(self) -> dict[str, Any]:
+        c = self.config
+        progress = Progress(c.steps, initial=self.step, desc="rl")
+        last: dict[str, float] = {}
+        non_finite_stop = c.updates.max_consecutive_skips
+        while self.step < c.steps:
+            metrics = self.train_step()
+            faults.maybe_kill("after_step", self.step)
+            if c.eval.every and self.step % c.eval.every == 0:
+                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items()})
+            if self.step % c.log.every == 0 or self.step == c.steps:
+                last = self.writer.write_scalars(self.step, metrics)
+            progress.update(
+                tokens=metrics["rollout/tokens"],
+                reward=float(metrics["reward/mean"]),
+                kl=_maybe(metrics.get("kl/ref_k1")),
+                ent=_maybe(metrics.get("rollout/entropy")),
+                clip=_maybe(metrics.get("train/clip_frac")),
+            )
+            if int(self.state.consecutive_skips) >= non_finite_stop:
+                self.save()
+                self.checkpointer.wait()
+                raise FloatingPointError(
+                    f"{non_finite_stop} consecutive updates had a non-finite loss or gradient "
+                    f"(step {self.step}); the last good state is checkpointed in {self.workdir}"
+                )
+            if c.checkpoint.every and self.step % c.checkpoint.every == 0:
+                self.save(metrics={k: float(v) for k, v in last.items()} if last else None)
+        progress.close()
+        self.save()
+        self.checkpointer.close()
+        self.writer.flush()
+        return last
+
+
+def _maybe(x) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Runs RL training as configured; returns the last logged metrics."""
+    trainer = RLTrainer(config, workdir)
+    return trainer.run()

@@ -1,0 +1,134 @@
+"""Run outputs: metrics.jsonl, TensorBoard events, sample completions, a progress bar.
+
+Only process 0 writes (multi-host runs call the same code on every host).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def _scalar(v: Any) -> float | None:
+    try:
+        x = float(np.asarray(v))
+    except (TypeError, ValueError):
+        return None
+    return x
+
+
+class MetricWriter:
+    """Writes scalars to `metrics.jsonl` and TensorBoard, samples to `samples.jsonl`.
+
+    Args:
+      workdir: run directory (created).
+      enabled: write anything at all (default: only on process 0).
+      tensorboard: also write TensorBoard event files.
+    """
+
+    def __init__(self, workdir: str, *, enabled: bool | None = None, tensorboard: bool = True):
+        self.workdir = workdir
+        self.enabled = jax.process_index() == 0 if enabled is None else enabled
+        self._tb = None
+        if self.enabled:
+            os.makedirs(workdir, exist_ok=True)
+            self._metrics = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+            self._samples = open(os.path.join(workdir, "samples.jsonl"), "a", buffering=1)
+            if tensorboard:
+                from tensorboardX import SummaryWriter
+
+                self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def truncate_after(self, step: int) -> None:
+        """Drops metrics and samples logged after `step` (a resumed run replays them)."""
+        if not self.enabled:
+            return
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            path = os.path.join(self.workdir, name)
+            handle = self._metrics if name == "metrics.jsonl" else self._samples
+            handle.flush()
+            with open(path) as f:
+                lines = f.readlines()
+            kept = []
+            for line in lines:
+                try:
+                    if json.loads(line)["step"] <= step:
+                        kept.append(line)
+                except (ValueError, KeyError):
+                    continue  # a line cut by the kill
+            with open(path, "w") as f:
+                f.writelines(kept)
+
+    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> dict[str, float]:
+        """Logs scalars (device arrays are fetched here); returns them as floats."""
+        values = {k: _scalar(v) for k, v in scalars.items()}
+        values = {k: v for k, v in values.items() if v is not None}
+        if self.enabled:
+            record = {"step": int(step), "time": time.time()}
+            record.update({k: (v if math.isfinite(v) else str(v)) for k, v in values.items()})
+            self._metrics.write(json.dumps(record) + "\n")
+            if self._tb is not None:
+                for k, v in values.items():
+                    self._tb.add_scalar(k.replace("@", "_at_"), v, int(step))
+        return values
+
+    def write_samples(self, step: int, samples: list[Mapping[str, Any]]) -> None:
+        if self.enabled:
+            for s in samples:
+                self._samples.write(json.dumps({"step": int(step), **s}, default=str) + "\n")
+
+    def write_json(self, name: str, obj: Any) -> None:
+        if self.enabled:
+            path = os.path.join(self.workdir, name)
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(obj, f, indent=2, default=str)
+            os.replace(tmp, path)
+
+    def flush(self) -> None:
+        if self.enabled and self._tb is not None:
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._metrics.close()
+            self._samples.close()
+            if self._tb is not None:
+                self._tb.close()
+
+
+class Progress:
+    """A tqdm bar showing steps/s, tokens/s and chosen metrics (process 0 only)."""
+
+    def __init__(
+        self, total: int, *, initial: int = 0, desc: str = "train", enabled: bool | None = None
+    ):
+        enabled = jax.process_index() == 0 if enabled is None else enabled
+        self._bar = None
+        self._tokens = 0.0
+        self._start = time.time()
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
+
+    def update(self, n: int = 1, *, tokens: float = 0.0, **postfix: float) -> None:
+        self._tokens += tokens
+        if self._bar is None:
+            return
+        self._bar.update(n)
+        elapsed = max(time.time() - self._start, 1e-9)
+        shown = {"tok/s": f"{self._tokens / elapsed:.0f}"}
+        shown.update({k: f"{v:.3g}" for k, v in postfix.items() if v is not None})
+        self._bar.set_postfix(shown, refresh=False)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -1,0 +1,77 @@
+"""Starts worker scripts in fresh Python processes with fake CPU devices.
+
+The pytest process has already started JAX with one device, and the device
+count is fixed when JAX starts, so each multi-device check runs in its own
+process with `--xla_force_host_platform_device_count` set in its environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+# Faster XLA:CPU compiles for these tiny programs (the numbers compared are
+# all produced under the same flags).
+FAST_COMPILE_FLAGS = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+
+
+def _env(devices: int, fast: bool) -> dict[str, str]:
+    env = dict(os.environ)
+    flags = f"--xla_force_host_platform_device_count={devices}"
+    if fast:
+        flags += " " + FAST_COMPILE_FLAGS
+    env["XLA_FLAGS"] = flags
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def start(script: str, args: list[str], *, devices: int, fast: bool = True) -> subprocess.Popen:
+    """Starts `python script args...` with `devices` fake CPU devices."""
+    path = script if os.path.isabs(script) else os.path.join(HERE, script)
+    return subprocess.Popen(
+        [sys.executable, path, *args],
+        env=_env(devices, fast),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"worker {proc.args} timed out after {timeout}s:\n{err[-3000:]}")
+    return proc.returncode, out, err
+
+
+def run_json(script: str, args: list[str], *, devices: int, timeout: float = 300) -> dict:
+    """Runs a worker to completion and returns the JSON object on its last stdout line."""
+    code, out, err = finish(start(script, args, devices=devices), timeout)
+    if code != 0 and "Unknown flag" in err:
+        code, out, err = finish(start(script, args, devices=devices, fast=False), timeout)
+    return last_json(code, out, err, script)
+
+
+def last_json(code: int, out: str, err: str, what: str) -> dict:
+    if code != 0:
+        raise AssertionError(f"{what} exited with {code}:\n{err[-4000:]}")
+    lines = [line for line in out.splitlines() if line.strip()]
+    if not lines:
+        raise AssertionError(f"{what} printed nothing:\n{err[-4000:]}")
+    return json.loads(lines[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,194 @@
+"""Logical-axis rules, state shardings and sharded jit, on abstract meshes and one device."""
+
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import AbstractMesh, AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from rewardjax import models, parallel
+from rewardjax.training.optim import make_optimizer
+from rewardjax.training.step import TrainState
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _steps  # noqa: E402
+
+CFG = models.preset("tiny")
+AXES = models.logical_axes(CFG, ("lm", "reward"))
+
+
+def abstract_mesh(data, fsdp, tensor):
+    return AbstractMesh((data, fsdp, tensor), parallel.MESH_AXES, axis_types=(AxisType.Auto,) * 3)
+
+
+def by_path(tree):
+    flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, P))[0]
+    return {jax.tree_util.keystr(p, simple=True, separator="/"): v for p, v in flat}
+
+
+def test_default_rules_place_every_tiny_parameter():
+    specs = by_path(parallel.param_specs(AXES))
+    # Hand-written from the table: vocab→tensor, embed→fsdp, heads→tensor,
+    # mlp→tensor, kv and layers unsharded.
+    assert specs == {
+        "embed/embedding": P("tensor", "fsdp"),
+        "final_norm/scale": P("fsdp"),
+        "layers/attn/k_proj/bias": P(None, "tensor", None),
+        "layers/attn/k_proj/kernel": P(None, "fsdp", "tensor", None),
+        "layers/attn/o_proj/kernel": P(None, "tensor", None, "fsdp"),
+        "layers/attn/q_proj/bias": P(None, "tensor", None),
+        "layers/attn/q_proj/kernel": P(None, "fsdp", "tensor", None),
+        "layers/attn/v_proj/bias": P(None, "tensor", None),
+        "layers/attn/v_proj/kernel": P(None, "fsdp", "tensor", None),
+        "layers/input_norm/scale": P(None, "fsdp"),
+        "layers/mlp/down_proj/kernel": P(None, "tensor", "fsdp"),
+        "layers/mlp/gate_proj/kernel": P(None, "fsdp", "tensor"),
+        "layers/mlp/up_proj/kernel": P(None, "fsdp", "tensor"),
+        "layers/post_attn_norm/scale": P(None, "fsdp"),
+        "reward_head/bias": P(),
+        "reward_head/kernel": P("fsdp"),
+    }
+
+
+def test_strict_table_names_the_unmatched_parameter():
+    strict = [(n, a) for n, a in parallel.DEFAULT_RULES if n not in ("mlp", parallel.CATCH_ALL)]
+    with pytest.raises(ValueError) as err:
+        parallel.param_specs(AXES, strict)
+    message = str(err.value)
+    assert "layers/mlp/down_proj/kernel" in message
+    assert "'mlp'" in message
+    # With the catch-all back, the MLP width is simply replicated.
+    specs = by_path(parallel.param_specs(AXES, [*strict, (parallel.CATCH_ALL, None)]))
+    assert specs["layers/mlp/down_proj/kernel"] == P(None, None, "fsdp")
+
+
+def test_rule_table_errors():
+    mesh = abstract_mesh(1, 1, 1)
+    with pytest.raises(ValueError, match="catch-all.*must be last"):
+        parallel.validate_rules([(parallel.CATCH_ALL, None), ("embed", "fsdp")])
+    with pytest.raises(ValueError, match="mesh axis 'model'.*data, fsdp, tensor"):
+        parallel.validate_rules([("embed", "model")], mesh)
+    with pytest.raises(ValueError, match="expected \\(logical_name, mesh_axes\\)"):
+        parallel.validate_rules([("embed",)])
+
+
+def test_undividable_dimension_names_parameter_and_sizes():
+    params = jax.eval_shape(lambda k: models.init_params(CFG, k), jax.random.key(0))
+    axes = models.logical_axes(CFG)
+    # k_proj bias is [layers=2, kv_heads=2, head_dim=16]: 2 heads over tensor=8.
+    with pytest.raises(ValueError) as err:
+        parallel.param_shardings(axes, abstract_mesh(1, 1, 8), shapes=params)
+    message = str(err.value)
+    for word in ("layers/attn/k_proj/bias", "'heads'", "size 2", "tensor=8"):
+        assert word in message
+    # tensor=2 divides 2 and 4 heads, fsdp=4 divides width 64.
+    parallel.param_shardings(axes, abstract_mesh(1, 4, 2), shapes=params)
+
+
+def test_param_and_logical_trees_must_match():
+    params = jax.eval_shape(lambda k: models.init_params(CFG, k, ("lm", "reward")), jax.random.key(0))
+    with pytest.raises(ValueError, match="only in params .*reward_head"):
+        parallel.param_shardings(models.logical_axes(CFG), abstract_mesh(1, 1, 1), shapes=params)
+
+
+def test_state_shardings_follow_params_into_optax_state():
+    mesh = abstract_mesh(2, 2, 2)
+    opt = make_optimizer(learning_rate=1e-3)
+    state = jax.eval_shape(
+        lambda k: TrainState.create({"policy": models.init_params(CFG, k)}, opt), jax.random.key(0)
+    )
+    sh = parallel.state_shardings(state, mesh, {"policy": models.logical_axes(CFG)})
+    q = ("policy", "layers", "attn", "q_proj", "kernel")
+
+    def get(tree, path):
+        for k in path:
+            tree = tree[k]
+        return tree
+
+    assert get(sh.params, q).spec == P(None, "fsdp", "tensor", None)
+    adam = sh.opt_state[1][0]  # chain(clip, adamw) → adamw's chain → scale_by_adam
+    assert get(adam.mu, q).spec == P(None, "fsdp", "tensor", None)
+    assert get(adam.nu, q).spec == P(None, "fsdp", "tensor", None)
+    assert adam.count.spec == P()
+    assert sh.step.spec == P() and sh.skipped.spec == P()
+    # Every optimizer leaf is accounted for: Adam's mu and nu mirror the params.
+    n_params = len(jax.tree.leaves(state.params))
+    sharded = [s for s in jax.tree.leaves(sh.opt_state) if s.spec != P()]
+    param_sharded = [s for s in jax.tree.leaves(sh.params) if s.spec != P()]
+    assert len(sharded) == 2 * len(param_sharded) and len(param_sharded) == n_params
+
+
+def test_opt_state_leaf_of_another_shape_is_replicated():
+    mesh = abstract_mesh(1, 2, 1)
+    params = {"w": jax.ShapeDtypeStruct((8, 4), jnp.float32)}
+    p_sh = {"w": NamedSharding(mesh, P("fsdp", None))}
+    # adafactor keeps factored row/column statistics of shapes [8] and [4].
+    opt_state = jax.eval_shape(
+        optax.adafactor(1e-3, min_dim_size_to_factor=2).init, params
+    )
+    sh = parallel.opt_state_shardings(opt_state, params, p_sh, mesh)
+    specs = {s.spec for s in jax.tree.leaves(sh)}
+    assert specs == {P()}
+    momentum = jax.eval_shape(optax.sgd(0.1, momentum=0.9).init, params)
+    sh = parallel.opt_state_shardings(momentum, params, p_sh, mesh)
+    assert sh[0].trace["w"].spec == P("fsdp", None)
+
+
+def test_batch_and_cache_shardings():
+    mesh = abstract_mesh(2, 2, 2)
+    assert parallel.batch_sharding(mesh).spec == P(("data", "fsdp"))
+    assert parallel.batch_parallelism(mesh) == 4
+    with pytest.raises(ValueError, match=r"tokens has 6 rows.*data=2×fsdp=2 = 4"):
+        parallel.check_batch({"tokens": np.zeros((6, 3))}, mesh)
+    parallel.check_batch({"tokens": np.zeros((8, 3))}, mesh)
+    # [layers, B, S, K, Dh]: batch over data×fsdp, KV heads over tensor.
+    assert parallel.kv_cache_sharding(mesh).spec == P(None, ("data", "fsdp"), None, "tensor", None)
+    assert parallel.CATCH_ALL not in dict(parallel.activation_rules())
+
+
+def test_model_applies_under_the_rules_on_a_mesh():
+    mesh = parallel.make_mesh()
+    model = models.build(CFG)
+    params = models.init_params(CFG, jax.random.key(0))
+    tokens = jnp.arange(12, dtype=jnp.int32).reshape(2, 6)
+    plain = model.apply({"params": params}, tokens)
+    with parallel.use_rules(mesh):
+        ruled = jax.jit(lambda p, t: model.apply({"params": p}, t))(params, tokens)
+    np.testing.assert_allclose(np.asarray(ruled), np.asarray(plain), atol=1e-6)
+
+
+def test_jit_step_on_one_device_matches_plain_jit_and_donates():
+    update, state, batch, axes = _steps.make_case("sft")
+    host = jax.device_get(state)
+    ref, ref_metrics = jax.jit(update)(jax.device_put(host), batch, jax.random.key(3))
+
+    mesh = parallel.make_mesh()
+    sh = parallel.state_shardings(host, mesh, axes)
+    state = jax.device_put(host, sh)
+    step = parallel.jit_step(update, mesh, sh, parallel.batch_sharding(mesh))
+    sharded_batch = parallel.shard_batch(batch, mesh)
+    hlo = step.lower(state, sharded_batch, jax.random.key(3)).as_text()
+    # The model's act_batch / act_mlp / act_embed constraints were traced under the rules.
+    assert hlo.count("sharding_constraint") > 0
+    assert jax.jit(update).lower(state, sharded_batch, jax.random.key(3)).as_text().count(
+        "sharding_constraint"
+    ) == 0
+    new, metrics = step(state, sharded_batch, jax.random.key(3))
+    assert state.params["policy"]["embed"]["embedding"].is_deleted()  # donated
+    assert float(metrics["loss"]) == pytest.approx(float(ref_metrics["loss"]), abs=1e-6)
+    diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), new.params, ref.params)
+    assert max(jax.tree.leaves(diffs)) < 1e-6
+    assert new.opt_state[1][0].mu["policy"]["embed"]["embedding"].sharding == (
+        sh.opt_state[1][0].mu["policy"]["embed"]["embedding"]
+    )
+
+
+def test_shardings_summary():
+    mesh = abstract_mesh(1, 1, 1)
+    summary = parallel.shardings_summary(parallel.param_shardings(models.logical_axes(CFG), mesh))
+    assert summary["embed/embedding"] == str(P("tensor", "fsdp"))

@@ -1,0 +1,335 @@
+"""Sampler: transformers greedy parity, log-probs by teacher forcing, EOS, buckets, bad input."""
+
+import jax
+import numpy as np
+import pytest
+import torch
+import transformers
+from scipy.special import log_softmax, logsumexp
+
+from rewardjax.models import load_hf
+from rewardjax.sampling import bucket, generate, pad_prompts, sampler
+
+VOCAB = 64
+PAD = 0
+# Three prompts of different lengths (left-padded to the 16 bucket together).
+PROMPTS = [
+    [5, 9, 13],
+    [7, 21, 33, 40, 41, 42, 3],
+    [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23],
+]
+MAX_NEW = 12
+N = 4  # samples per prompt in the sampling tests (one shape, fewer compiles)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A tiny transformers Qwen2 and the same weights loaded into rewardjax."""
+    hf_config = transformers.Qwen2Config(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        # Std 0.3 spreads the logits (std ≈ 1.6), so greedy choices have clear margins
+        # and top-k / top-p cut real probability mass.
+        initializer_range=0.3,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=PAD,
+    )
+    torch.manual_seed(0)
+    hf = transformers.Qwen2ForCausalLM(hf_config).eval()
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    path = str(tmp_path_factory.mktemp("qwen2"))
+    hf.save_pretrained(path)
+    config, params = load_hf(path)
+    return hf, config, params
+
+
+def _hf_greedy(hf, eos_ids=None):
+    tokens, mask = pad_prompts(PROMPTS, pad_id=PAD)
+    with torch.no_grad():
+        out = hf.generate(
+            input_ids=torch.tensor(tokens, dtype=torch.long),
+            attention_mask=torch.tensor(mask, dtype=torch.long),
+            max_new_tokens=MAX_NEW,
+            do_sample=False,
+            eos_token_id=eos_ids,
+            pad_token_id=PAD,
+        )
+    completion = out[:, tokens.shape[1] :].numpy()
+    # transformers stops once every row is done; the rest would be padding.
+    return np.pad(completion, ((0, 0), (0, MAX_NEW - completion.shape[1])), constant_values=PAD)
+
+
+@pytest.fixture(scope="module")
+def stops(model):
+    """(eos, stop): tokens transformers' free-running greedy emits mid-way in rows 1 and 0."""
+    hf, _, _ = model
+    free = _hf_greedy(hf)
+    return int(free[1, 4]), int(free[0, 6])
+
+
+def _generate(model, **kwargs):
+    _, config, params = model
+    kwargs.setdefault("rng", jax.random.key(0))
+    kwargs.setdefault("max_new_tokens", MAX_NEW)
+    kwargs.setdefault("pad_id", PAD)
+    prompts = kwargs.pop("prompts", PROMPTS)
+    out = generate(config, params, prompts, **kwargs)
+    return jax.tree.map(np.asarray, out)
+
+
+@pytest.fixture(scope="module")
+def greedy(model, stops):
+    return _generate(model, temperature=0.0, eos_ids=stops)
+
+
+def _teacher_forced_logits(hf, out):
+    """Float64 transformers logits that predicted each completion token: list of [n_r, V]."""
+    rows = []
+    for r in range(out.tokens.shape[0]):
+        n = int(out.lengths[r])
+        rows.append(PROMPTS[int(out.prompt_index[r])] + out.tokens[r, :n].tolist())
+    tokens, mask = pad_prompts(rows, pad_id=PAD)
+    positions = np.clip(np.cumsum(mask, 1) - 1, 0, None)
+    with torch.no_grad():
+        logits = hf(
+            input_ids=torch.tensor(tokens, dtype=torch.long),
+            attention_mask=torch.tensor(mask, dtype=torch.long),
+            position_ids=torch.tensor(positions, dtype=torch.long),
+        ).logits.double()
+    width = tokens.shape[1]
+    # Left-padded: completion token t of row r sits at width − n + t, predicted one earlier.
+    return [logits[r, width - int(n) - 1 : width - 1].numpy() for r, n in enumerate(out.lengths)]
+
+
+def _completion_rows(out):
+    for r in range(out.tokens.shape[0]):
+        n = int(out.lengths[r])
+        yield r, out.tokens[r, :n], out.logprobs[r, :n]
+
+
+# --- greedy ---------------------------------------------------------------------
+
+
+def test_greedy_equals_transformers_generate(model, stops, greedy):
+    hf, _, _ = model
+    expected = _hf_greedy(hf, eos_ids=list(stops))
+    np.testing.assert_array_equal(greedy.tokens, expected)
+    # The stop ids really ended rows early (else this test would not cover EOS).
+    assert greedy.lengths.min() < MAX_NEW
+
+
+def test_eos_ends_a_row_mask_includes_it_and_padding_follows(greedy, stops):
+    for r in range(len(PROMPTS)):
+        row = greedy.tokens[r]
+        hits = np.flatnonzero(np.isin(row, stops))
+        length = hits[0] + 1 if hits.size else MAX_NEW
+        assert greedy.lengths[r] == length
+        np.testing.assert_array_equal(greedy.mask[r], np.arange(MAX_NEW) < length)
+        assert np.all(row[length:] == PAD)
+        assert np.all(greedy.logprobs[r, length:] == 0.0)
+    assert greedy.mask.dtype == np.float32 and greedy.lengths.dtype == np.int32
+
+
+def test_stop_ids_act_like_eos(model, stops, greedy):
+    eos, stop = stops
+    out = _generate(model, temperature=0.0, eos_ids=(eos,), stop_ids=(stop,))
+    np.testing.assert_array_equal(out.tokens, greedy.tokens)
+    np.testing.assert_array_equal(out.mask, greedy.mask)
+
+
+def test_greedy_logprobs_are_the_model_logprobs(model, greedy):
+    hf, _, _ = model
+    for (r, tokens, logprobs), logits in zip(
+        _completion_rows(greedy), _teacher_forced_logits(hf, greedy), strict=True
+    ):
+        np.testing.assert_array_equal(tokens, logits.argmax(-1))
+        expected = log_softmax(logits, -1)[np.arange(len(tokens)), tokens]
+        np.testing.assert_allclose(logprobs, expected, atol=1e-5, err_msg=f"row {r}")
+
+
+def test_greedy_without_kv_cache_is_identical(model, stops, greedy):
+    out = _generate(model, temperature=0.0, eos_ids=stops, kv_cache=False)
+    np.testing.assert_array_equal(out.tokens, greedy.tokens)
+    np.testing.assert_array_equal(out.mask, greedy.mask)
+    np.testing.assert_allclose(out.logprobs, greedy.logprobs, atol=1e-5)
+
+
+def test_top_k_one_and_tiny_top_p_equal_greedy(model, stops, greedy):
+    top_k = _generate(model, temperature=1.0, top_k=1, eos_ids=stops, rng=jax.random.key(7))
+    np.testing.assert_array_equal(top_k.tokens, greedy.tokens)
+    top_p = _generate(model, temperature=1.0, top_p=1e-6, eos_ids=stops, rng=jax.random.key(8))
+    np.testing.assert_array_equal(top_p.tokens, greedy.tokens)
+    # A one-token sampling distribution: log-prob 0 on every completion token.
+    np.testing.assert_allclose(top_k.logprobs, 0.0, atol=1e-6)
+
+
+def test_array_prompts_equal_list_prompts(model, stops, greedy):
+    tokens, mask = pad_prompts(PROMPTS, pad_id=PAD, length=20)  # wider than the bucket
+    out = _generate(model, prompts=(tokens, mask), temperature=0.0, eos_ids=stops)
+    np.testing.assert_array_equal(out.tokens, greedy.tokens)
+
+
+# --- sampling -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def samples(model):
+    return _generate(model, temperature=1.0, n=N, rng=jax.random.key(0))
+
+
+def test_deterministic_for_a_key_and_different_across_keys(model, samples):
+    again = _generate(model, temperature=1.0, n=N, rng=jax.random.key(0))
+    np.testing.assert_array_equal(again.tokens, samples.tokens)
+    np.testing.assert_array_equal(again.logprobs, samples.logprobs)
+    other = _generate(model, temperature=1.0, n=N, rng=jax.random.key(1))
+    assert np.mean(other.tokens != samples.tokens) > 0.5
+
+
+def test_rows_are_group_contiguous(samples):
+    # Row p·n + g is sample g of prompt p.
+    np.testing.assert_array_equal(samples.prompt_index, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    assert samples.tokens.shape == (len(PROMPTS) * N, MAX_NEW)
+    for p in range(len(PROMPTS)):
+        group = samples.tokens[p * N : (p + 1) * N]
+        assert len({tuple(row) for row in group}) == N  # independent samples
+
+
+def test_logprobs_at_temperature_one_equal_teacher_forcing(model, samples):
+    # Teacher forcing uses prompt_index: rows in the wrong group would not match.
+    hf, _, _ = model
+    assert samples.lengths.min() == MAX_NEW  # no stop ids: every row runs to the budget
+    for (r, tokens, logprobs), logits in zip(
+        _completion_rows(samples), _teacher_forced_logits(hf, samples), strict=True
+    ):
+        expected = log_softmax(logits, -1)[np.arange(len(tokens)), tokens]
+        np.testing.assert_allclose(logprobs, expected, atol=1e-5, err_msg=f"row {r}")
+
+
+def test_logprobs_at_temperature_half(model):
+    hf, _, _ = model
+    out = _generate(model, temperature=0.5, n=N, rng=jax.random.key(2))
+    for (r, tokens, logprobs), logits in zip(
+        _completion_rows(out), _teacher_forced_logits(hf, out), strict=True
+    ):
+        expected = log_softmax(logits / 0.5, -1)[np.arange(len(tokens)), tokens]
+        np.testing.assert_allclose(logprobs, expected, atol=1e-5, err_msg=f"row {r}")
+
+
+def test_top_k_samples_stay_in_the_top_k(model):
+    hf, _, _ = model
+    k = 3
+    out = _generate(model, temperature=1.0, top_k=k, n=N, rng=jax.random.key(3))
+    outside_greedy = 0
+    for (r, tokens, logprobs), logits in zip(
+        _completion_rows(out), _teacher_forced_logits(hf, out), strict=True
+    ):
+        steps = np.arange(len(tokens))
+        rank = (logits > logits[steps, tokens][:, None]).sum(-1)
+        assert np.all(rank < k), f"row {r}: ranks {rank}"
+        outside_greedy += int(np.sum(rank > 0))
+        # Renormalised over the k kept tokens: logit − logsumexp(top k).
+        top = np.sort(logits, -1)[:, -k:]
+        expected = logits[steps, tokens] - logsumexp(top, -1)
+        np.testing.assert_allclose(logprobs, expected, atol=1e-5, err_msg=f"row {r}")
+    assert outside_greedy > 0  # the filter kept more than the argmax
+
+
+def test_top_p_samples_stay_in_the_nucleus(model):
+    hf, _, _ = model
+    top_p = 0.7
+    out = _generate(model, temperature=1.0, top_p=top_p, n=N, rng=jax.random.key(4))
+    for (r, tokens, logprobs), logits in zip(
+        _completion_rows(out), _teacher_forced_logits(hf, out), strict=True
+    ):
+        for t, token in enumerate(tokens):
+            probs = np.exp(log_softmax(logits[t]))
+            order = np.argsort(-probs)
+            mass_before = np.cumsum(probs[order]) - probs[order]
+            # Nucleus: the most likely tokens until their mass reaches top_p.
+            kept = order[mass_before < top_p]
+            assert token in kept, f"row {r} step {t}: token {token} not in {kept}"
+            expected = np.log(probs[token] / probs[kept].sum())
+            np.testing.assert_allclose(logprobs[t], expected, atol=1e-5)
+
+
+# --- buckets --------------------------------------------------------------------
+
+
+def test_bucket_hand_cases():
+    assert bucket(1, (16, 32)) == 16
+    assert bucket(16, (16, 32)) == 16
+    assert bucket(17, (32, 16)) == 32
+    with pytest.raises(ValueError, match="length 33 exceeds the largest bucket 32"):
+        bucket(33, (16, 32))
+
+
+def test_pad_prompts_hand_case():
+    tokens, mask = pad_prompts([[4, 5], [6]], pad_id=9, length=3)
+    np.testing.assert_array_equal(tokens, [[9, 4, 5], [9, 9, 6]])
+    np.testing.assert_array_equal(mask, [[0, 1, 1], [0, 0, 1]])
+
+
+def test_lengths_in_one_bucket_reuse_the_compiled_sampler(model):
+    kwargs = dict(temperature=1.0, n=N, rng=jax.random.key(5))
+    _generate(model, max_new_tokens=3, **kwargs)
+    compiled = sampler._generate_jit._cache_size()
+    # Prompts of 1..16 tokens share the 16 bucket; budgets of 1..16 share 16.
+    for lengths, budget in (((1, 16, 2), 16), ((5, 1, 9), 7), ((12, 2, 3), 1)):
+        prompts = [[7] * length for length in lengths]
+        out = _generate(model, prompts=prompts, max_new_tokens=budget, **kwargs)
+        assert out.tokens.shape == (len(PROMPTS) * N, budget)
+    assert sampler._generate_jit._cache_size() == compiled
+    # The counter is live: a 17-token prompt moves to the 32 bucket and compiles.
+    _generate(model, prompts=[[1] * 17, [2], [3]], max_new_tokens=3, **kwargs)
+    assert sampler._generate_jit._cache_size() == compiled + 1
+
+
+# --- bad input ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(prompts=[[1, 2], []]), r"prompt row 1 is empty"),
+        (dict(prompts=[]), r"no prompts"),
+        (dict(prompts=[[1, 64, 2]]), r"token id 64 is outside the vocabulary \[0, 64\)"),
+        (dict(prompts=[[1, -3]]), r"token id -3 is outside"),
+        (
+            dict(prompts=[[1] * 100], max_new_tokens=40, max_length=128),
+            r"prompt of 100 tokens \+ max_new_tokens=40 exceeds the cache length 128",
+        ),
+        (dict(max_new_tokens=200), r"max_new_tokens=200 exceeds the cache length 128"),
+        (dict(max_new_tokens=0), r"max_new_tokens=0"),
+        (dict(n=0), r"n=0"),
+        (dict(temperature=-1.0), r"temperature=-1.0"),
+        (dict(top_p=0.0), r"top_p=0.0"),
+        (dict(top_p=1.5), r"top_p=1.5"),
+        (dict(eos_ids=(70,)), r"eos_ids contains 70"),
+        (dict(stop_ids=(-1,)), r"stop_ids contains -1"),
+        (dict(pad_id=64), r"pad_id contains 64"),
+    ],
+)
+def test_bad_input_names_the_value(model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _generate(model, **kwargs)
+
+
+def test_non_left_padded_array_prompts_are_rejected(model):
+    tokens = np.array([[1, 2, 0], [0, 3, 4]], np.int32)
+    right_padded = np.array([[1, 1, 0], [0, 1, 1]], np.int32)
+    with pytest.raises(ValueError, match=r"prompt row 0 is not left-padded"):
+        _generate(model, prompts=(tokens, right_padded))
+    holes = np.array([[1, 0, 1], [0, 1, 1]], np.int32)
+    with pytest.raises(ValueError, match=r"prompt row 0 is not left-padded"):
+        _generate(model, prompts=(tokens, holes))
+    with pytest.raises(ValueError, match=r"\(2, 3\) and mask \(2, 2\)"):
+        _generate(model, prompts=(tokens, holes[:, :2]))

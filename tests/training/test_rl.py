@@ -1,0 +1,270 @@
+"""The RL loop: every algorithm's runlocal config, compile counts, dynamic sampling, JSONL + HF."""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import dapo_countdown, grpo_arithmetic, grpo_math_jsonl, ppo_arithmetic, rl_variants
+from rewardjax import models, sampling
+from rewardjax.registry import REWARDS
+from rewardjax.rewards.base import register_reward
+from rewardjax.tokenizers import CharTokenizer
+from rewardjax.training import rl
+
+
+def _finite_metrics(path):
+    with open(path) as f:
+        records = [json.loads(line) for line in f]
+    assert records, "no metrics written"
+    for r in records:
+        for k, v in r.items():
+            assert not isinstance(v, str), f"non-finite metric {k}={v}"
+    return records
+
+
+@pytest.mark.parametrize(
+    "name,config_fn",
+    [
+        ("grpo", lambda: grpo_arithmetic.get_config("runlocal=True,kl_coef=0.04")),
+        ("dapo", lambda: dapo_countdown.get_config("runlocal=True")),
+        ("ppo", lambda: ppo_arithmetic.get_config("runlocal=True")),
+        ("dr_grpo", lambda: rl_variants.get_config("runlocal=True,algo=dr_grpo")),
+        ("gspo", lambda: rl_variants.get_config("runlocal=True,algo=gspo")),
+        ("rloo", lambda: rl_variants.get_config("runlocal=True,algo=rloo")),
+        ("reinforce_pp", lambda: rl_variants.get_config("runlocal=True,algo=reinforce_pp")),
+    ],
+)
+def test_runlocal_configs_train(name, config_fn, tmp_path):
+    c = config_fn()
+    c.steps = 2
+    if name == "dapo":
+        # A random policy rarely solves countdown, so every group would be
+        # dropped; the refill itself is tested below.
+        c.curation.dynamic_sampling = False
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path))
+    before = jax.tree.map(np.asarray, trainer.state.params)
+    trainer.run()
+    records = _finite_metrics(tmp_path / "metrics.jsonl")
+    assert records[-1]["step"] == 2
+    assert "train/loss" in records[-1] and "rollout/logp_gap_mean" in records[-1]
+    # The sampler's and the trainer's log-probs describe the same policy.
+    assert records[0]["rollout/logp_gap_mean"] < 1e-4
+    after = jax.tree.map(np.asarray, trainer.state.params)
+    changed = jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), before, after))
+    assert any(changed), "no parameter moved"
+    if name == "ppo":
+        assert "critic" in after and "train/critic/value_loss" in records[-1]
+    if name == "grpo":
+        assert "train/kl_ref" in records[-1]
+    assert os.listdir(tmp_path / "checkpoints")
+
+
+def test_update_compiles_once_over_20_steps(tmp_path):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.steps = 20
+    c.updates.minibatches = 2
+    c.log.samples_every = 0
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path))
+    trainer.run()
+    assert trainer.step == 20
+    # Prompt lengths of the task fall into one bucket: one compiled update
+    # step and one compiled log-prob pass for the whole run.
+    assert trainer.update_fn._cache_size() == 1
+    assert trainer._logprob_fn._cache_size() == 1
+
+
+@register_reward("test_coin_flip")
+def _coin_flip(prompts, completions, fields, **kwargs):
+    # A reward with variance inside most groups but not all: about 1 group in
+    # 2^(G-1) is constant and must be dropped and refilled.
+    return [float(hash((c, i)) % 2) for i, c in enumerate(completions)]
+
+
+def test_dynamic_sampling_refills_batch(tmp_path, monkeypatch):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.rollout.group_size = 2  # half of the groups are constant
+    c.rollout.prompts_per_step = 8
+    c.curation.dynamic_sampling = True
+    c.curation.max_rounds = 20
+    c.rewards.sources = {"test_coin_flip": dict(weight=1.0, kwargs={})}
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path))
+    batch, metrics = trainer.collect()
+    assert batch["rewards"].shape == (16,)
+    groups = batch["rewards"].reshape(8, 2)
+    assert np.all(groups.std(axis=1) > 0), "a zero-variance group survived"
+    assert metrics["rollout/rounds"] >= 2
+    assert metrics["rollout/dropped_group_frac"] > 0
+
+
+def test_dynamic_sampling_gives_up_with_a_clear_error(tmp_path):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.curation.dynamic_sampling = True
+    c.curation.max_rounds = 2
+    # A random policy never solves the task: every group is all-zero.
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path))
+    with pytest.raises(RuntimeError, match="max_rounds=2"):
+        trainer.collect()
+
+
+def test_batch_must_divide_into_minibatches(tmp_path):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.updates.minibatches = 3  # 16 rows
+    with pytest.raises(ValueError, match="16 rows do not divide into updates.minibatches=3"):
+        rl.RLTrainer(c, str(tmp_path))
+
+
+def test_mistyped_config_key_fails():
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.lock()
+    with pytest.raises(AttributeError):
+        c.rollout.group_sise = 4
+    with pytest.raises(KeyError, match="unknown config argument 'runlcoal'"):
+        grpo_arithmetic.get_config("runlcoal=True")
+
+
+def test_jsonl_prompts_and_hf_checkpoint(tmp_path):
+    tok = CharTokenizer()
+    config = models.preset("tiny", vocab_size=tok.vocab_size)
+    params = models.init_params(config, jax.random.key(0))
+    model_dir = str(tmp_path / "model")
+    models.save_hf(model_dir, config, params)
+    rows = [{"prompt": f"Q: {a}+{b}\n", "answer": str(a + b)} for a in range(5) for b in range(4)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    test = tmp_path / "test.jsonl"
+    test.write_text("\n".join(json.dumps(r) for r in rows[:6]) + "\n")
+    c = grpo_math_jsonl.get_config(
+        f"runlocal=True,model_path={model_dir},data_path={data},test_path={test},tokenizer=char"
+    )
+    c.steps = 2
+    c.eval.every = 2
+    c.eval.num_problems = 6
+    c.eval.batch_prompts = 6
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path / "run"))
+    assert trainer.model_config.vocab_size == tok.vocab_size
+    trainer.run()
+    records = _finite_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert "eval/pass@1" in records[-1]
+    # Both training prompts seen are rows of the file.
+    prompts = {json.loads(line)["prompt"] for line in open(tmp_path / "run" / "samples.jsonl")}
+    assert prompts <= {r["prompt"] for r in rows}
+
+
+def test_jsonl_missing_field_names_file_and_line(tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"prompt": "Q: 1+1\\n", "answer": "2"}\n{"prompt": "Q: 2+2\\n"}\n')
+    c = grpo_math_jsonl.get_config(f"runlocal=True,data_path={data},tokenizer=char")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2"):
+        rl.RLTrainer(c, str(tmp_path / "run"))
+
+
+def test_empty_jsonl_is_an_error(tmp_path):
+    data = tmp_path / "empty.jsonl"
+    data.write_text("")
+    c = grpo_math_jsonl.get_config(f"runlocal=True,data_path={data},tokenizer=char")
+    with pytest.raises(ValueError, match="empty"):
+        rl.RLTrainer(c, str(tmp_path / "run"))
+
+
+@register_reward("test_sometimes_raises")
+def _sometimes_raises(prompts, completions, fields, **kwargs):
+    out = []
+    for c in completions:
+        if c.startswith("raise"):
+            raise RuntimeError("grader crashed")
+        out.append(float("nan") if c.startswith("nan") else 1.0)
+    return out
+
+
+def test_reward_failures_get_fallback_and_are_counted(tmp_path):
+    assert "test_sometimes_raises" in REWARDS
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.rewards.sources = {
+        "task_correct": dict(weight=1.0, kwargs={}),
+        "test_sometimes_raises": dict(weight=0.5, kwargs={}),
+    }
+    c.rewards.fallback = -1.0
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path))
+    problem = trainer.task.problem(0)
+    completions = [problem.reference_completion, "raise", "nan", "7"]
+    scores, info = trainer.rewards(
+        [problem] * 4, completions, lengths=np.array([10, 5, 3, 1]), truncated=np.zeros(4, bool)
+    )
+    # correct + 0.5·1; wrong + 0.5·fallback (exception); wrong + 0.5·fallback (NaN); wrong + 0.5·1
+    np.testing.assert_allclose(scores, [1.5, -0.5, -0.5, 0.5])
+    assert info["correct"].tolist() == [True, False, False, False]
+    assert info["stats"]["fallbacks/test_sometimes_raises/exception"] == 1
+    assert info["stats"]["fallbacks/test_sometimes_raises/nonfinite"] == 1
+
+
+def test_sampler_compiles_once_per_bucket():
+    tok = CharTokenizer()
+    config = models.preset("tiny", vocab_size=tok.vocab_size)
+    params = models.init_params(config, jax.random.key(0))
+    before = sampling.sampler._generate_jit._cache_size()
+    for prompts in (["Q: 1+2\n"] * 2, ["Q: 11+22-3\n"] * 2):
+        ids = [tok.encode(p) for p in prompts]
+        sampling.generate(config, params, ids, rng=jax.random.key(0), max_new_tokens=5)
+    assert sampling.sampler._generate_jit._cache_size() - before == 1
+
+
+def test_bad_kl_placement(tmp_path):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.kl.placement = "both"
+    with pytest.raises(ValueError, match="kl.placement='both'"):
+        rl.RLTrainer(c, str(tmp_path))
+
+
+def test_config_is_plain_configdict():
+    assert isinstance(grpo_arithmetic.get_config(), ml_collections.ConfigDict)
+
+
+@pytest.mark.parametrize("aggregation", ["token_mean", "seq_mean_token_mean"])
+def test_fused_policy_loss_matches_composed_objectives(aggregation):
+    config = models.preset("tiny", vocab_size=99)
+    policy = models.build(config)
+    params = {"policy": models.init_params(config, jax.random.key(0))}
+    k = jax.random.split(jax.random.key(1), 6)
+    b, length, t = 4, 5, 6
+    mask = (np.arange(t)[None] < np.array([6, 3, 1, 4])[:, None]).astype(np.float32)
+    mb = dict(
+        prompt_tokens=jax.random.randint(k[0], (b, length), 3, 99),
+        prompt_mask=np.ones((b, length), np.int32),
+        tokens=jax.random.randint(k[1], (b, t), 3, 99),
+        mask=mask,
+        old_logprobs=-jax.random.uniform(k[2], (b, t), minval=3.0, maxval=6.0),
+        rollout_logprobs=-jax.random.uniform(k[2], (b, t), minval=3.0, maxval=6.0),
+        advantages=jax.random.normal(k[3], (b, t)) * mask,
+        ref_logprobs=-jax.random.uniform(k[4], (b, t), minval=3.0, maxval=6.0),
+        kl_coef=np.full((b,), 0.05, np.float32),
+    )
+    totals = dict(num_tokens=mask.sum(), num_seqs=np.float32(4.0))
+    common = dict(
+        loss_name="ppo_clip",
+        loss_kwargs=dict(clip_low=0.2, clip_high=0.28, dual_clip=3.0),
+        aggregation=aggregation,
+        temperature=1.0,
+        kl_placement="loss",
+        kl_estimator="kl_k3",
+        entropy_coef=0.01,
+        value_coef=0.0,
+        value_clip=None,
+    )
+    fused = rl.make_rl_loss(policy, None, fused_kl_coef=0.05, **common)
+    composed = rl.make_rl_loss(policy, None, fused_kl_coef=None, **common)
+    (lf, mf), gf = jax.value_and_grad(fused, has_aux=True)(params, mb, None, totals)
+    (lc, mc), gc = jax.value_and_grad(composed, has_aux=True)(params, mb, None, totals)
+    np.testing.assert_allclose(lf, lc, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mf["clip_frac"], mc["clip_frac"], rtol=1e-6)
+    for a, c in zip(jax.tree.leaves(gf), jax.tree.leaves(gc)):
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)
