@@ -79,7 +79,7 @@ def split_microbatches(batch: dict, microbatches: int) -> dict:
             raise ValueError(
                 f"batch of {x.shape[0]} rows does not split into {microbatches} micro-batches"
             )
-        return x.reshape((microbatches, x.shape[0] // microbatches) + x.shape[1:])
+        return x.reshape((microbatches, x.shape[0] // microbatches, *x.shape[1:]))
 
     return jax.tree.map(split, batch)
 

@@ -99,7 +99,7 @@ def test_incompatible_model_on_resume_is_a_clear_error(tmp_path):
     rl.RLTrainer(c, str(tmp_path)).run()
     c.model.overrides = {"hidden_size": 32, "intermediate_size": 64}
     with pytest.raises(
-        ResumeError, match="model.hidden_size was 64 in the checkpoint and is 32 now"
+        ResumeError, match=r"model.hidden_size was 64 in the checkpoint and is 32 now"
     ):
         rl.RLTrainer(c, str(tmp_path))
 

@@ -117,7 +117,7 @@ def test_dynamic_sampling_gives_up_with_a_clear_error(tmp_path):
 def test_batch_must_divide_into_minibatches(tmp_path):
     c = grpo_arithmetic.get_config("runlocal=True")
     c.updates.minibatches = 3  # 16 rows
-    with pytest.raises(ValueError, match="16 rows do not divide into updates.minibatches=3"):
+    with pytest.raises(ValueError, match=r"16 rows do not divide into updates.minibatches=3"):
         rl.RLTrainer(c, str(tmp_path))
 
 
@@ -221,7 +221,7 @@ def test_sampler_compiles_once_per_bucket():
 def test_bad_kl_placement(tmp_path):
     c = grpo_arithmetic.get_config("runlocal=True")
     c.kl.placement = "both"
-    with pytest.raises(ValueError, match="kl.placement='both'"):
+    with pytest.raises(ValueError, match=r"kl.placement='both'"):
         rl.RLTrainer(c, str(tmp_path))
 
 

@@ -1,0 +1,208 @@
+r"""One GRPO iteration (rollout + reward + update), rewardjax vs TRL's GRPOTrainer, same model and shapes.
+
+  python benchmarks/grpo_step.py                 # P=8 prompts × G=8, 48 new tokens
+  python benchmarks/grpo_step.py --steps 3 --hidden 64 --layers 2   # quicker
+
+Both sides load the same Qwen2-style checkpoint (written once with
+`rewardjax.models.save_hf`, with a character-level `tokenizer.json`), sample G
+completions per prompt at temperature 1 up to the same length, grade them
+with the arithmetic task's checker, and take one policy update (PPO clip,
+β = 0, one iteration per batch). Times exclude the first (compiling /
+warm-up) iteration. The JSON line printed last carries "speedup_vs_trl".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def char_tokenizer_json(path: str) -> None:
+    """Writes tokenizer.json + tokenizer_config.json matching rewardjax's CharTokenizer ids."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    from rewardjax.tokenizers import CharTokenizer
+
+    char = CharTokenizer()
+    vocab = {"<pad>": char.pad_id, "<bos>": char.bos_id, "<eos>": char.eos_id}
+    for i in range(char.vocab_size):
+        if i in vocab.values():
+            continue
+        vocab[char.decode([i], skip_special=False)] = i
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(["<pad>", "<bos>", "<eos>"])
+    tok.save(os.path.join(path, "tokenizer.json"))
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "pad_token": "<pad>",
+                "eos_token": "<eos>",
+                "bos_token": "<bos>",
+                "model_max_length": 512,
+            },
+            f,
+        )
+
+
+def build_checkpoint(path: str, hidden: int, layers: int) -> None:
+    import jax
+
+    from rewardjax import models
+
+    config = models.ModelConfig(
+        family="qwen2",
+        vocab_size=99,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_layers=layers,
+        num_heads=4,
+        num_kv_heads=2,
+        qkv_bias=True,
+        max_position_embeddings=512,
+        eos_token_id=2,
+        pad_token_id=0,
+        bos_token_id=1,
+    )
+    models.save_hf(path, config, jax.tree.map(lambda x: x, models.init_params(config, jax.random.key(0))))
+    char_tokenizer_json(path)
+
+
+def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
+    import jax
+
+    from configs import grpo_arithmetic
+    from rewardjax.training import rl
+
+    c = grpo_arithmetic.get_config(f"model_path={model_dir}")
+    c.model.tokenizer = model_dir
+    c.rollout.prompts_per_step = args.prompts
+    c.rollout.group_size = args.group
+    c.rollout.max_new_tokens = args.new_tokens
+    c.optim.learning_rate = 1e-6
+    c.checkpoint.every = 0
+    c.log.samples_every = 0
+    c.steps = args.steps + 1
+    workdir = tempfile.mkdtemp(prefix="bench_rj_")
+    trainer = rl.RLTrainer(c, workdir)
+    trainer.train_step()  # compile
+    jax.block_until_ready(trainer.state.params)
+    times = []
+    tokens = 0.0
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        metrics = trainer.train_step()
+        jax.block_until_ready(trainer.state.params)
+        times.append(time.perf_counter() - t0)
+        tokens += metrics["rollout/tokens"]
+    return sum(times) / len(times), {"completion_tokens_per_step": tokens / args.steps}
+
+
+def trl_seconds(model_dir: str, args) -> tuple[float, dict]:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rewardjax.registry import TASKS
+
+    torch.manual_seed(0)
+    task = TASKS.get("arithmetic_chain")(num_steps=3, max_operand=9)
+    problems = task.problems(0, args.prompts * (args.steps + 2), split="train")
+    by_prompt = {p.prompt: p for p in problems}
+    data = Dataset.from_dict({"prompt": [p.prompt for p in problems]})
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"
+
+    def reward(prompts, completions, **kwargs):
+        return [float(task.grade(by_prompt[p], c).correct) for p, c in zip(prompts, completions)]
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.times = []
+
+        def on_step_begin(self, a, state, control, **kw):
+            self._t0 = time.perf_counter()
+
+        def on_step_end(self, a, state, control, **kw):
+            self.times.append(time.perf_counter() - self._t0)
+
+    timer = Timer()
+    config = GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix="bench_trl_"),
+        use_cpu=True,
+        bf16=False,
+        per_device_train_batch_size=args.prompts * args.group,
+        num_generations=args.group,
+        max_completion_length=args.new_tokens,
+        max_steps=args.steps + 1,
+        learning_rate=1e-6,
+        beta=0.0,
+        temperature=1.0,
+        logging_steps=1000,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+        seed=0,
+    )
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=config,
+        train_dataset=data,
+        processing_class=tokenizer,
+        callbacks=[timer],
+    )
+    trainer.train()
+    steady = timer.times[1:]
+    return sum(steady) / len(steady), {"torch_threads": torch.get_num_threads()}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--group", type=int, default=8)
+    parser.add_argument("--new_tokens", type=int, default=48)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+    model_dir = os.path.join(tempfile.mkdtemp(prefix="bench_grpo_"), "model")
+    build_checkpoint(model_dir, args.hidden, args.layers)
+    ours, ours_info = rewardjax_seconds(model_dir, args)
+    print(f"rewardjax: {ours:.3f} s/iteration", flush=True)
+    theirs, their_info = trl_seconds(model_dir, args)
+    print(f"trl:       {theirs:.3f} s/iteration", flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "grpo_step",
+                "speedup_vs_trl": round(theirs / ours, 3),
+                "rewardjax_s_per_iter": round(ours, 4),
+                "trl_s_per_iter": round(theirs, 4),
+                "prompts": args.prompts,
+                "group_size": args.group,
+                "max_new_tokens": args.new_tokens,
+                "hidden": args.hidden,
+                "layers": args.layers,
+                "machine": f"{os.cpu_count()}-core {platform.machine()} CPU",
+                **ours_info,
+                **their_info,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
