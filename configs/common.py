@@ -109,7 +109,9 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
         num_workers=0,
         timeout_s=10.0,
     )
-    c.curation = dict(dynamic_sampling=False, max_rounds=8)
+    # zero_variance: "keep" rows of all-equal-reward groups in the loss (A = 0
+    # there) or "mask" them out of the loss and its normalisers.
+    c.curation = dict(dynamic_sampling=False, max_rounds=8, zero_variance="keep")
     c.updates = dict(
         epochs=1,
         minibatches=1,
@@ -119,6 +121,8 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
         forward_chunk=128,
         max_consecutive_skips=5,
     )
+    # Device mesh: sizes of the data / fsdp / tensor axes, -1 = the rest.
+    c.mesh = dict(data=-1, fsdp=1, tensor=1)
     c.logprob_impl = "auto"
     # ppo_clip with a fixed KL coefficient runs as one fused kernel pass.
     c.fused_policy_loss = True
@@ -149,6 +153,8 @@ def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     c.model = model_block()
     c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
     c.objective = dict(kind="sft", loss="sft_nll", kwargs=dict(aggregation="token_mean"))
+    # Device mesh: sizes of the data / fsdp / tensor axes, -1 = the rest.
+    c.mesh = dict(data=-1, fsdp=1, tensor=1)
     # Share of demonstrations with a deliberate wrong step (that propagates), so
     # the SFT policy starts imperfect and RL has something to fix.
     c.data = dict(error_rate=0.0, completion_length=48)

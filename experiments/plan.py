@@ -81,12 +81,21 @@ _PRESET = flags.DEFINE_string(
 )
 _MESH = flags.DEFINE_string("mesh", "1,8,1", "Mesh sizes data,fsdp,tensor (-1: the rest).")
 _DEVICES = flags.DEFINE_integer("devices", 0, "Device count (needed when --mesh has a -1).")
-_PLATFORM = flags.DEFINE_string("platform", "cpu", "Compile for this platform's real devices.")
+_PLATFORM = flags.DEFINE_string(
+    "platform",
+    "cpu",
+    "cpu: fake CPU devices (the default); gpu or tpu: this machine's real devices.",
+)
 _BATCH = flags.DEFINE_integer("batch", 0, "Global batch rows per update (0: config, else 16).")
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 1024, "Tokens per row: prompt plus completion.")
 _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 0, "Prompt tokens per row (0: seq_len / 4).")
 _OBJECTIVE = flags.DEFINE_enum(
-    "objective", None, OBJECTIVES, "Update to plan (default: from --config, else sft)."
+    "objective",
+    None,
+    OBJECTIVES,
+    "Update to plan: grpo (policy loss over rollouts) or sft (a log-likelihood step, the "
+    "memory profile of every offline kind; give pairwise kinds 2 rows per pair). Default: "
+    "grpo for an RL --config, else sft.",
 )
 _MICROBATCHES = flags.DEFINE_integer("microbatches", 0, "Gradient accumulation (0: config or 1).")
 _DTYPE = flags.DEFINE_string("dtype", "", "Compute dtype (empty: preset / config).")
@@ -200,9 +209,9 @@ def plan_one(
     logprob_impl: str,
 ) -> dict[str, Any]:
     """Compiles one update step on abstract inputs; returns its per-device byte counts."""
-    parallel.check_batch(jax.ShapeDtypeStruct((rows,), jnp.int32), mesh)
     if not 0 < prompt_len < seq_len:
         raise ValueError(f"--prompt_len={prompt_len} must lie in (0, --seq_len={seq_len})")
+    parallel.check_batch(_abstract_batch(objective, rows, prompt_len, seq_len - prompt_len), mesh)
     model = models.build(cfg)
     axes = {"policy": models.logical_axes(cfg)}
     abstract_state = jax.eval_shape(
@@ -218,7 +227,9 @@ def plan_one(
     rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=parallel.replicated(mesh))
     lowered = step.lower(
         _with_shardings(abstract_state, shardings),
-        jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sharding), batch),
+        jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sharding), batch
+        ),
         rng,
     )
     memory = lowered.compile().memory_analysis()
@@ -289,10 +300,13 @@ def main(argv):
         objective = _OBJECTIVE.value or ("grpo" if config.trainer == "rl" else "sft")
         if config.trainer == "rl":
             rows = config.rollout.prompts_per_step * config.rollout.group_size
-            rows //= config.update.minibatches
-            microbatches = config.update.microbatches
+            rows //= config.updates.minibatches
+            microbatches = config.updates.microbatches
         else:
             rows, microbatches = config.batch_size, config.microbatches
+            if config.objective.kind in ("dpo", "rm"):
+                # Pairwise kinds: chosen and rejected rows go through the model together.
+                rows *= 2
         optimizer = make_optimizer(**config.optim)
         model_block = config.model
     else:
@@ -303,6 +317,12 @@ def main(argv):
         model_block = None
     rows = _BATCH.value or rows
     microbatches = _MICROBATCHES.value or microbatches
+    split = parallel.batch_parallelism(mesh) * microbatches
+    if rows % split:
+        raise app.UsageError(
+            f"batch of {rows} rows does not divide over data×fsdp = "
+            f"{parallel.batch_parallelism(mesh)} devices × {microbatches} micro-batches"
+        )
     prompt_len = _PROMPT_LEN.value or _SEQ_LEN.value // 4
     results = []
     for name in names:

@@ -21,8 +21,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from rewardjax import parallel
     from rewardjax.training.launch import train_and_evaluate
 
+    # Multi-host runs (TPU pods, GPU clusters) connect here; a no-op on one box.
+    parallel.initialize_distributed()
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

@@ -91,8 +91,18 @@ def default_positions(attention_mask: Array) -> Array:
     return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
 
 
+def _partitioned(init, names: tuple[str, ...]):
+    """`init` with logical axis names, applying no sharding constraint when unboxed.
+
+    Parameters are placed by the jit's in/out shardings. A constraint on unboxing
+    would also break under an active mesh: flax's DenseGeneral initialises (and
+    unboxes) a flattened [in, out] kernel that the rank-3 names do not fit.
+    """
+    return nn.with_logical_partitioning(init, names, rules=())
+
+
 def _dense_init(config: ModelConfig, names: tuple[str, ...]):
-    return nn.with_logical_partitioning(nn.initializers.normal(config.initializer_range), names)
+    return _partitioned(nn.initializers.normal(config.initializer_range), names)
 
 
 class RMSNorm(nn.Module):
@@ -107,7 +117,7 @@ class RMSNorm(nn.Module):
     def __call__(self, x: Array) -> Array:
         scale = self.param(
             "scale",
-            nn.with_logical_partitioning(nn.initializers.ones, (self.axis_name,)),
+            _partitioned(nn.initializers.ones, (self.axis_name,)),
             (x.shape[-1],),
             self.param_dtype,
         )
@@ -139,7 +149,7 @@ class Attention(nn.Module):
                 (num, head_dim),
                 use_bias=c.qkv_bias,
                 kernel_init=_dense_init(c, ("embed", "heads", "kv")),
-                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("heads", "kv")),
+                bias_init=_partitioned(nn.initializers.zeros, ("heads", "kv")),
                 name=name,
                 **common,
             )(x)
@@ -235,7 +245,7 @@ class ScalarHead(nn.Module):
         d = self.config.hidden_size
         kernel = self.param(
             "kernel",
-            nn.with_logical_partitioning(nn.initializers.normal(1.0 / np.sqrt(d + 1)), ("embed",)),
+            _partitioned(nn.initializers.normal(1.0 / np.sqrt(d + 1)), ("embed",)),
             (d,),
             self.config.jnp_param_dtype,
         )
@@ -275,7 +285,7 @@ class Decoder(nn.Module):
         self.embed = nn.Embed(
             c.vocab_size,
             c.hidden_size,
-            embedding_init=nn.with_logical_partitioning(
+            embedding_init=_partitioned(
                 nn.initializers.normal(c.initializer_range), ("vocab", "embed")
             ),
             dtype=c.jnp_dtype,

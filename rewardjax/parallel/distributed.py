@@ -172,9 +172,7 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-def local_batch_slice(
-    global_rows: int, mesh: Mesh, rules: Rules = DEFAULT_RULES
-) -> slice:
+def local_batch_slice(global_rows: int, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> slice:
     """The rows of a global batch that this process's devices hold.
 
     The input pipeline of each host loads exactly these rows; they are
@@ -190,7 +188,9 @@ def local_batch_slice(
     sharding = NamedSharding(mesh, PartitionSpec(batch_axes(rules)))
     index_map = sharding.addressable_devices_indices_map((global_rows,))
     starts = sorted({idx[0].start or 0 for idx in index_map.values()})
-    stops = sorted({global_rows if idx[0].stop is None else idx[0].stop for idx in index_map.values()})
+    stops = sorted(
+        {global_rows if idx[0].stop is None else idx[0].stop for idx in index_map.values()}
+    )
     lo, hi = starts[0], stops[-1]
     covered = sum(b - a for a, b in zip(starts, stops))
     if covered != hi - lo:
@@ -230,9 +230,7 @@ def host_local_batch_to_global(
                 f"{x.shape[0]} rows per host × {processes} hosts = {global_rows} rows do not "
                 f"divide over the {parts} data-parallel devices"
             )
-        return jax.make_array_from_process_local_data(
-            sharding, x, (global_rows, *x.shape[1:])
-        )
+        return jax.make_array_from_process_local_data(sharding, x, (global_rows, *x.shape[1:]))
 
     return jax.tree.map(to_global, local_batch)
 

@@ -176,7 +176,7 @@ def param_specs(
     flat, treedef = jax.tree_util.tree_flatten_with_path(params_logical_axes, is_leaf=_is_spec)
     shape_list = None
     if shapes is not None:
-        shape_flat, shape_def = jax.tree_util.tree_flatten_with_path(shapes)
+        shape_flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
         if len(shape_flat) != len(flat) or [p for p, _ in shape_flat] != [p for p, _ in flat]:
             have = {_path_str(p) for p, _ in shape_flat}
             want = {_path_str(p) for p, _ in flat}
@@ -237,6 +237,7 @@ def batch_sharding(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> NamedSharding:
 
 def batch_parallelism(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> int:
     """How many ways the batch dimension is split (data × fsdp by default)."""
+    validate_rules(rules, mesh)
     return math.prod(mesh.shape[a] for a in _axes_tuple(batch_axes(rules)))
 
 
@@ -245,11 +246,12 @@ def check_batch(batch: PyTree, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> None
     parts = batch_parallelism(mesh, rules)
     axes = "×".join(f"{a}={mesh.shape[a]}" for a in _axes_tuple(batch_axes(rules))) or "none"
     for path, x in jax.tree_util.tree_flatten_with_path(batch)[0]:
+        what = f"batch leaf {_path_str(path)}" if path else "batch"
         if np.ndim(x) == 0:
-            raise ValueError(f"batch leaf {_path_str(path)} is a scalar; batch leaves are [B, ...]")
+            raise ValueError(f"{what} is a scalar; batch leaves are [B, ...]")
         if np.shape(x)[0] % parts:
             raise ValueError(
-                f"batch leaf {_path_str(path)} has {np.shape(x)[0]} rows, which do not divide "
+                f"{what} has {np.shape(x)[0]} rows, which do not divide "
                 f"over the data-parallel mesh axes {axes} = {parts}"
             )
 
@@ -421,6 +423,19 @@ def jit_step(
         rules=rules,
         donate_argnums=(0,) if donate else (),
     )
+
+
+def init_sharded(
+    init_fn: Callable, mesh: Mesh, shardings: Any, *args, rules: Rules = DEFAULT_RULES
+) -> Any:
+    """Runs `init_fn(*args)` compiled to produce its result already sharded.
+
+    A fresh model or TrainState is then never whole on one device, e.g.
+    `init_sharded(lambda k: TrainState.create({"policy": models.init_params(cfg, k)}, opt),
+    mesh, shardings, key)` with `shardings = state_shardings(jax.eval_shape(...), ...)`.
+    """
+    validate_rules(rules, mesh)
+    return jax.jit(_traced_under_rules(init_fn, mesh, rules), out_shardings=shardings)(*args)
 
 
 def shardings_summary(shardings: PyTree) -> Mapping[str, str]:

@@ -93,7 +93,9 @@ def _choose(logits: Array, rng: Array, sp: SamplingParams) -> tuple[Array, Array
     return token.astype(jnp.int32), jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
 
 
-@functools.partial(jax.jit, static_argnames=("config", "n", "completion_bucket", "sp"))
+@functools.partial(
+    jax.jit, static_argnames=("config", "n", "completion_bucket", "sp", "cache_sharding")
+)
 def _generate_jit(
     params,
     prompt_tokens: Array,  # [P, L] left-padded
@@ -105,6 +107,7 @@ def _generate_jit(
     n: int,
     completion_bucket: int,
     sp: SamplingParams,
+    cache_sharding=None,
 ):
     model = build(config)
     variables = {"params": params}
@@ -117,11 +120,15 @@ def _generate_jit(
 
     if sp.kv_cache:
         cache = init_cache(config, num_prompts, slots)
+        if cache_sharding is not None:
+            cache = jax.lax.with_sharding_constraint(cache, cache_sharding)
         logits, cache = model.apply(
             variables, prompt_tokens, positions, slot_mask, cache, 0, method="decode"
         )
         # Prefill once per prompt, then copy the cache to the n samples.
         cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=1), cache)
+        if cache_sharding is not None:
+            cache = jax.lax.with_sharding_constraint(cache, cache_sharding)
     else:
         cache = None
         logits = model.apply(variables, prompt_tokens, attention_mask=prompt_mask)
@@ -225,6 +232,7 @@ def generate(
     completion_buckets: Sequence[int] = DEFAULT_BUCKETS,
     max_length: int | None = None,
     kv_cache: bool = True,
+    cache_sharding=None,
 ) -> SampleOutput:
     """Samples `n` completions for each prompt.
 
@@ -244,6 +252,8 @@ def generate(
       max_length: longest prompt + completion the cache may hold (default:
         config.max_position_embeddings).
       kv_cache: False recomputes the full sequence each step (benchmarks).
+      cache_sharding: optional NamedSharding of the KV cache [layers, B, S, K, Dh]
+        (`rewardjax.parallel.kv_cache_sharding(mesh)`).
 
     Returns:
       SampleOutput with tokens/logprobs/mask [P·n, max_new_tokens], lengths and
@@ -332,6 +342,7 @@ def generate(
         n=n,
         completion_bucket=completion_bucket,
         sp=sp,
+        cache_sharding=cache_sharding,
     )
     out_tokens = out_tokens[:, :max_new_tokens]
     logprobs = logprobs[:, :max_new_tokens]

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from rewardjax import models, ops, sampling
+from rewardjax import models, ops, parallel, sampling
 from rewardjax.data.curation import dynamic_sampling
 from rewardjax.objectives import aggregation as agg
 from rewardjax.objectives.advantages import broadcast_to_tokens, outcome_to_token_rewards
@@ -268,7 +268,25 @@ class RLTrainer:
             self.critic = models.build(critic_config, ("value",))
             train_params["critic"] = critic_params
         self.optimizer = make_optimizer(**c.optim)
-        self.state = TrainState.create(jax.tree.map(jnp.asarray, train_params), self.optimizer)
+        # Params, optimizer state and batches live on one mesh (data, fsdp,
+        # tensor); the update step is jitted with explicit in/out shardings.
+        self.mesh = parallel.mesh_from_config(c.mesh)
+        logical = {"policy": models.logical_axes(self.model_config)}
+        if self.critic is not None:
+            logical["critic"] = models.logical_axes(self.critic.config, ("value",))
+        state = TrainState.create(jax.tree.map(jnp.asarray, train_params), self.optimizer)
+        self.state_sharding = parallel.state_shardings(state, self.mesh, logical)
+        self.state = jax.device_put(state, self.state_sharding)
+        if self.ref_params is not None:
+            self.ref_params = jax.device_put(self.ref_params, self.state_sharding.params["policy"])
+        self.batch_sharding = parallel.batch_sharding(self.mesh)
+        parallel_rows = parallel.batch_parallelism(self.mesh)
+        micro_rows = self.rows // c.updates.minibatches // c.updates.microbatches
+        if micro_rows % parallel_rows:
+            raise ValueError(
+                f"micro-batches of {micro_rows} rows do not divide over the {parallel_rows} "
+                f"data-parallel shards of mesh {dict(self.mesh.shape)}"
+            )
         self.kl_coef = float(c.kl.coef)
         if c.kl.adaptive:
             self.kl_controller = KL_ESTIMATORS.get("adaptive_kl_controller")(
@@ -301,9 +319,11 @@ class RLTrainer:
             # A fixed β can be compiled into the fused loss; an adaptive one cannot.
             fused_kl_coef=None if (c.kl.adaptive or not c.fused_policy_loss) else float(c.kl.coef),
         )
-        self.update_fn = jax.jit(
+        self.update_fn = parallel.jit_step(
             make_update_step(loss, self.optimizer, microbatches=c.updates.microbatches),
-            donate_argnums=0,
+            self.mesh,
+            self.state_sharding,
+            self.batch_sharding,
         )
         self._logprob_fn = jax.jit(
             functools.partial(
@@ -315,6 +335,11 @@ class RLTrainer:
         )
         if self.critic is not None:
             self._value_fn = jax.jit(functools.partial(forward.completion_values, self.critic))
+        # The sampler's KV cache follows the batch over the data axes when the
+        # mesh has more than one device.
+        self._cache_sharding = (
+            parallel.kv_cache_sharding(self.mesh) if self.mesh.devices.size > 1 else None
+        )
         self.step = 0
         self.writer = MetricWriter(workdir)
         self.checkpointer = Checkpointer(
@@ -389,6 +414,7 @@ class RLTrainer:
             top_k=c.rollout.top_k,
             eos_ids=self.tokenizer.stop_ids,
             pad_id=self.tokenizer.pad_id,
+            cache_sharding=self._cache_sharding,
         )
         return tokens, mask, out
 
@@ -419,7 +445,14 @@ class RLTrainer:
             row_problems = [p for p in problems for _ in range(g)]
             truncated = truncated_rows(out, self.tokenizer.stop_ids)
             lengths = np.asarray(out.lengths)
-            scores, info = self.rewards(row_problems, texts, lengths=lengths, truncated=truncated)
+            # tokens: process rewards (rewarding.py) land on the policy's own step-end tokens.
+            scores, info = self.rewards(
+                row_problems,
+                texts,
+                lengths=lengths,
+                truncated=truncated,
+                tokens=np.asarray(out.tokens),
+            )
             for k, v in info["stats"].items():
                 reward_stats[k] = reward_stats.get(k, 0.0) + v
             arrays = dict(
@@ -433,6 +466,8 @@ class RLTrainer:
                 lengths=lengths,
                 truncated=truncated,
             )
+            if "token_rewards" in info:  # [B, T] process rewards from a PRM source
+                arrays["token_rewards"] = info["token_rewards"]
             generated_groups += want
             if c.curation.dynamic_sampling:
                 keep = dynamic_sampling(scores.reshape(want, g))
@@ -482,6 +517,8 @@ class RLTrainer:
         mask = jnp.asarray(batch["mask"])
         rewards = jnp.asarray(batch["rewards"])
         token_rewards = outcome_to_token_rewards(rewards, mask)
+        if "token_rewards" in batch:  # process rewards at step-end tokens (rewarding.py)
+            token_rewards = token_rewards + jnp.asarray(batch["token_rewards"]) * mask
         metrics: dict[str, float] = {}
         device = {k: jnp.asarray(batch[k]) for k in keys}
         device["old_logprobs"] = old_logprobs
@@ -521,6 +558,13 @@ class RLTrainer:
             values=values,
         )
         device["advantages"] = advantages
+        row_weight, zv_metrics = ADVANTAGES.get("zero_variance_policy")(
+            rewards, group_size=self.group_size, mode=c.curation.zero_variance
+        )
+        if c.curation.zero_variance == "mask":
+            # Rows of zero-variance groups leave the loss and its normalisers.
+            device["mask"] = device["mask"] * row_weight[:, None]
+        metrics["rollout/zero_std_row_frac"] = zv_metrics["zero_std_frac"]
         if self.critic is not None:
             if returns is None:
                 raise ValueError(
@@ -554,7 +598,7 @@ class RLTrainer:
             )
             for m in range(c.updates.minibatches):
                 idx = order[m * minibatch : (m + 1) * minibatch]
-                mb = {k: v[idx] for k, v in device.items()}
+                mb = parallel.shard_batch({k: v[idx] for k, v in device.items()}, self.mesh)
                 self.rng, key = jax.random.split(self.rng)
                 self.state, um = self.update_fn(self.state, mb, key)
                 update_metrics.append(um)

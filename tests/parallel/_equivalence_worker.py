@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _steps  # noqa: E402
+import _steps
 
-from rewardjax import parallel  # noqa: E402
+from rewardjax import parallel
 
 STEPS = 2
 
@@ -48,7 +48,9 @@ def run_case(name: str, meshes: list[tuple[int, int, int]]) -> dict:
     update, state, batch, axes = _steps.make_case(name)
     host_state = _numpy(state)
     init_params = host_state.params
-    ref_state, ref_metrics = _run(jax.jit(update, donate_argnums=0), jax.device_put(host_state), batch)
+    ref_state, ref_metrics = _run(
+        jax.jit(update, donate_argnums=0), jax.device_put(host_state), batch
+    )
     ref_params = _numpy(ref_state.params)
     out = {}
     for shape in meshes:
@@ -95,7 +97,6 @@ def _error(fn) -> str:
 
 def layout() -> dict:
     """Mesh construction, sub-meshes and batch / cache placement on 8 devices."""
-
 
     rest = parallel.make_mesh(data=-1, fsdp=2, tensor=2)
     mesh = parallel.make_mesh(data=2, fsdp=2, tensor=2)

@@ -22,9 +22,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _steps  # noqa: E402
+import _steps
 
-from rewardjax import parallel  # noqa: E402
+from rewardjax import parallel
 
 STEPS = 3
 

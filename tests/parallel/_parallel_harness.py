@@ -50,7 +50,9 @@ def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(f"worker {proc.args} timed out after {timeout}s:\n{err[-3000:]}")
+        raise AssertionError(
+            f"worker {proc.args} timed out after {timeout}s:\n{err[-3000:]}"
+        ) from None
     return proc.returncode, out, err
 
 

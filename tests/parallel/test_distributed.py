@@ -10,7 +10,7 @@ import pytest
 from rewardjax import parallel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _parallel_harness as harness  # noqa: E402
+import _parallel_harness as harness
 
 
 @pytest.mark.parametrize(
@@ -62,7 +62,11 @@ def test_distributed_arguments(args, env, expected):
         (("h:1", None, None), {}, "needs num_processes and process_id"),
         ((None, 4, None), {}, "needs a coordinator address"),
         (("h:1", 2, 2), {}, r"process_id=2 is outside \[0, 2\)"),
-        ((None, None, None), {"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES='two' is not an integer"),
+        (
+            (None, None, None),
+            {"JAX_NUM_PROCESSES": "two"},
+            "JAX_NUM_PROCESSES='two' is not an integer",
+        ),
     ],
 )
 def test_distributed_argument_errors(args, env, words):
@@ -94,7 +98,16 @@ def test_two_cpu_processes_match_one_process(tmp_path):
     procs = [
         harness.start(
             "_multiprocess_worker.py",
-            ["--process_id", str(i), "--num_processes", "2", "--port", str(port), "--out", str(two)],
+            [
+                "--process_id",
+                str(i),
+                "--num_processes",
+                "2",
+                "--port",
+                str(port),
+                "--out",
+                str(two),
+            ],
             devices=2,
         )
         for i in range(2)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _parallel_harness as harness  # noqa: E402
+import _parallel_harness as harness
 
 CASES = ("sft", "dpo", "rm", "grpo")
 MESHES = ("8,1,1", "2,4,1", "1,4,2", "2,2,2")
@@ -47,7 +47,7 @@ def test_sharded_step_equals_single_device(results, case, mesh):
 
 @pytest.mark.parametrize("mesh", MESHES)
 def test_state_is_really_sharded(results, mesh):
-    data, fsdp, tensor = (int(s) for s in mesh.split(","))
+    _, fsdp, tensor = (int(s) for s in mesh.split(","))
     for case in CASES:
         r = results[case][mesh]
         # q_proj kernel [layers=2, embed=64, heads=4, head_dim=16]: embed over

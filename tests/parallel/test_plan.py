@@ -4,7 +4,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _parallel_harness as harness  # noqa: E402
+import _parallel_harness as harness
 
 PLAN = os.path.join(harness.ROOT, "experiments", "plan.py")
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from rewardjax.data.tasks.arithmetic_chain import ArithmeticChain
 from rewardjax.data.tasks.base import Grade, Problem, Task, problem_columns, split_of
+from rewardjax.data.tasks.code_functions import CodeFunctions
 from rewardjax.data.tasks.countdown import Countdown
 from rewardjax.data.tasks.long_addition import LongAddition
 from rewardjax.registry import TASKS
@@ -22,6 +23,7 @@ def make_task(name: str, **kwargs: Any) -> Task:
 __all__ = [
     "TASKS",
     "ArithmeticChain",
+    "CodeFunctions",
     "Countdown",
     "Grade",
     "LongAddition",
