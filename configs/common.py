@@ -111,7 +111,13 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     )
     # zero_variance: "keep" rows of all-equal-reward groups in the loss (A = 0
     # there) or "mask" them out of the loss and its normalisers.
-    c.curation = dict(dynamic_sampling=False, max_rounds=8, zero_variance="keep")
+    # pass_rate: PRIME's online filter, keep prompts with lo <= pass rate <= hi.
+    c.curation = dict(
+        dynamic_sampling=False,
+        pass_rate=dict(enabled=False, lo=0.2, hi=0.8, filter_truncate=True),
+        max_rounds=8,
+        zero_variance="keep",
+    )
     c.updates = dict(
         epochs=1,
         minibatches=1,

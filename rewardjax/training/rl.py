@@ -24,7 +24,7 @@ import numpy as np
 from absl import logging
 
 from rewardjax import models, ops, parallel, sampling
-from rewardjax.data.curation import dynamic_sampling
+from rewardjax.data.curation import dynamic_sampling, pass_rate_filter
 from rewardjax.objectives import aggregation as agg
 from rewardjax.objectives.advantages import broadcast_to_tokens, outcome_to_token_rewards
 from rewardjax.objectives.kl import kl_in_loss, kl_in_reward
@@ -374,6 +374,8 @@ class RLTrainer:
             check=lambda meta: check_compatible(meta["model"], self._model_signature()),
         )
         if restored is None:
+            # A run killed before its first checkpoint starts over: drop its log.
+            self.writer.truncate_after(0)
             return
         step, state, meta = restored
         self.state = state["train"]
@@ -433,9 +435,10 @@ class RLTrainer:
         while len(kept_problems) < want:
             if rounds >= c.curation.max_rounds:
                 raise RuntimeError(
-                    f"dynamic sampling found {len(kept_problems)} of {want} groups with reward "
-                    f"variance after curation.max_rounds={c.curation.max_rounds} rounds; raise "
-                    "the cap, or lower the task difficulty"
+                    f"curation kept {len(kept_problems)} of {want} groups after "
+                    f"curation.max_rounds={c.curation.max_rounds} rounds (dynamic sampling drops "
+                    "groups without reward variance, the pass-rate filter groups outside "
+                    "[lo, hi]); raise the cap, or change the task difficulty"
                 )
             rounds += 1
             problems = self.source.next()
@@ -469,10 +472,17 @@ class RLTrainer:
             if "token_rewards" in info:  # [B, T] process rewards from a PRM source
                 arrays["token_rewards"] = info["token_rewards"]
             generated_groups += want
+            keep = np.ones(want, bool)
             if c.curation.dynamic_sampling:
-                keep = dynamic_sampling(scores.reshape(want, g))
-            else:
-                keep = np.ones(want, bool)
+                keep &= dynamic_sampling(scores.reshape(want, g))
+            if c.curation.pass_rate.enabled:
+                keep &= pass_rate_filter(
+                    info["correct"].reshape(want, g).astype(np.float64),
+                    lo=c.curation.pass_rate.lo,
+                    hi=c.curation.pass_rate.hi,
+                    truncated=truncated.reshape(want, g),
+                    filter_truncate=c.curation.pass_rate.filter_truncate,
+                )
             dropped_groups += int((~keep).sum())
             rows = np.repeat(keep, g)
             kept.append({k: v[rows] for k, v in arrays.items()})

@@ -65,15 +65,23 @@ class EvalResult:
     texts: list[list[str]]  # [P][n]
 
     def summary(self, ks: Sequence[int] | None = None) -> dict[str, float]:
-        from rewardjax.evaluation import passk
+        """pass@k (unbiased), maj@k, avg@n and length statistics over all samples."""
+        from rewardjax.evaluation import lengths, passk
 
         n = self.correct.shape[1]
         num_correct = self.correct.sum(axis=1)
         ks = ks or [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= n]
         out = {f"pass@{k}": passk.pass_at_k(n, num_correct, k=k) for k in ks}
+        for k in ks:
+            if k > 1:
+                out[f"maj@{k}"] = passk.maj_at_k(self.answers, self.correct, k=k, num_subsets=20)
         out["avg@n"] = float(self.correct.mean())
         out["mean_length"] = float(self.lengths.mean())
         out["truncation_rate"] = float(self.truncated.mean())
+        stats = lengths.length_stats(
+            self.lengths.reshape(-1), self.correct.reshape(-1), truncated=self.truncated.reshape(-1)
+        )
+        out.update({k: v for k, v in stats.items() if k not in out})
         return out
 
 
