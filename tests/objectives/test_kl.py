@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -11,48 +10,9 @@ import numpy as np
 import pytest
 
 from rewardjax.objectives import kl as kl_lib
-
-# Per-executable XLA options (not global flags): tiny test programs compile faster
-# with the backend optimisations off, and compilation dominates these tests.
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
-
-@functools.cache
-def _compiled(fn, static):
-    return jax.jit(functools.partial(fn, **dict(static)), compiler_options=_FAST_COMPILE)
-
-
-def _jit(fn):
-    """fn under jit, array keywords traced and the others static: one compile per call
-    beats op-by-op dispatch, which compiles every primitive for every new shape."""
-
-    def call(*args, **kwargs):
-        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs))):
-            return fn(*args, **kwargs)  # already inside a jitted test function
-        arrays = {k: v for k, v in kwargs.items() if isinstance(v, (jax.Array, np.ndarray))}
-        static = tuple(sorted((k, v) for k, v in kwargs.items() if k not in arrays))
-        return _compiled(fn, static)(*args, **arrays)
-
-    return call
-
-
-class _Jitted:
-    """A module whose functions run under `_jit`."""
-
-    def __init__(self, module):
-        self._module = module
-
-    def __getattr__(self, name):
-        return _jit(getattr(self._module, name))
-
-
-def _vg(f, **kw):
-    return jax.jit(jax.value_and_grad(f, **kw), compiler_options=_FAST_COMPILE)
-
-
-def _grad(f, **kw):
-    return jax.jit(jax.grad(f, **kw), compiler_options=_FAST_COMPILE)
-
+from rewardjax.testing import Jitted as _Jitted
+from rewardjax.testing import fast_jit as _jit
+from rewardjax.testing import grad_jit as _grad
 
 kl = _Jitted(kl_lib)
 
