@@ -187,11 +187,12 @@ def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
 
 
 # Defaults of the non-SFT offline kinds that differ by kind: (objective, steps,
-# learning rate, batch size).
+# learning rate, batch size). The rates are for a start from an SFT checkpoint
+# (model.path), the recipe of benchmarks/reward_models.py.
 _OFFLINE_KINDS = {
-    "dpo": (dict(loss="dpo_sigmoid", kwargs=dict(beta=0.1)), 200, 1e-4, 32),
-    "rm": (dict(loss="bt_pairwise", kwargs=dict(center_coef=0.0), margin_scale=0.0), 400, 2e-3, 32),
-    "prm": (dict(loss="prm_step_bce", kwargs=dict(last_step_only=False)), 400, 2e-3, 32),
+    "dpo": (dict(loss="dpo_sigmoid", kwargs=dict(beta=0.1)), 200, 1e-5, 32),
+    "rm": (dict(loss="bt_pairwise", kwargs=dict(center_coef=0.0), margin_scale=0.0), 1000, 5e-4, 32),
+    "prm": (dict(loss="prm_step_bce", kwargs=dict(last_step_only=False)), 1000, 5e-4, 32),
     "implicit_prm": (dict(loss="implicit_prm", kwargs=dict(beta=0.05)), 300, 3e-4, 32),
 }
 
@@ -219,7 +220,7 @@ def offline_base(kind: str, *, runlocal: bool = False) -> ml_collections.ConfigD
         train_path="",
         test_path="",
         # Generated records (train and held-out test split) when no path is given.
-        num_train=8192,
+        num_train=16384,
         num_test=500,
         # Share of generated step-labelled solutions with an error (prm, implicit_prm).
         error_rate=0.5,

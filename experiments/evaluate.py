@@ -42,18 +42,35 @@ _IMPLICIT = flags.DEFINE_string("implicit_prm", "", "Implicit PRM directory (a c
 _REFERENCE = flags.DEFINE_string("reference", "", "π_ref directory of the implicit PRM.")
 _BETA = flags.DEFINE_float("beta", 0.05, "β the implicit PRM was trained with.")
 _POLICY = flags.DEFINE_string("policy", "", "Policy directory, for pass_at_k and selection.")
-_TOKENIZER = flags.DEFINE_string("tokenizer", "char", "Tokenizer spec; empty: each model directory's own.")
+_TOKENIZER = flags.DEFINE_string(
+    "tokenizer", "char", "Tokenizer spec; empty: each model directory's own."
+)
 _METRICS = flags.DEFINE_list("metrics", [], "Metrics to report (default: all that apply).")
-_TASK = flags.DEFINE_string("task", "arithmetic_chain", "Procedural task of generated data and problems.")
-_TASK_KWARGS = flags.DEFINE_string("task_kwargs", '{"num_steps": 3, "max_operand": 9}', "Task kwargs (JSON).")
+_TASK = flags.DEFINE_string(
+    "task", "arithmetic_chain", "Procedural task of generated data and problems."
+)
+_TASK_KWARGS = flags.DEFINE_string(
+    "task_kwargs", '{"num_steps": 3, "max_operand": 9}', "Task kwargs (JSON)."
+)
 _PAIRS = flags.DEFINE_string("pairs_data", "", "JSONL preference pairs (default: generated).")
 _RANKED = flags.DEFINE_string("ranked_data", "", "JSONL ranked lists (default: generated).")
-_STEPS = flags.DEFINE_string("steps_data", "", "JSONL step-labelled solutions (default: generated).")
-_NUM_RECORDS = flags.DEFINE_integer("num_records", 500, "Generated held-out records of each format.")
+_STEPS = flags.DEFINE_string(
+    "steps_data", "", "JSONL step-labelled solutions (default: generated)."
+)
+_NUM_RECORDS = flags.DEFINE_integer(
+    "num_records", 500, "Generated held-out records of each format."
+)
 _ERROR_RATE = flags.DEFINE_float("error_rate", 0.5, "Share of generated solutions with an error.")
 _THRESHOLD = flags.DEFINE_float("threshold", 0.5, "τ of the ProcessBench first-error prediction.")
+_VALIDATION = flags.DEFINE_string(
+    "validation_data",
+    "",
+    "JSONL step labels on which τ is tuned (default: generated from the train split; 'none': no tuning).",
+)
 _SEPARATOR = flags.DEFINE_string("separator", "\n", "Step separator.")
-_NUM_PROBLEMS = flags.DEFINE_integer("num_problems", 100, "Held-out problems for pass_at_k / selection.")
+_NUM_PROBLEMS = flags.DEFINE_integer(
+    "num_problems", 100, "Held-out problems for pass_at_k / selection."
+)
 _MAX_N = flags.DEFINE_integer("max_n", 64, "Candidates sampled per problem.")
 _NUM_SUBSETS = flags.DEFINE_integer("num_subsets", 100, "Subsets per (problem, N).")
 _MAX_NEW_TOKENS = flags.DEFINE_integer("max_new_tokens", 48, "Sampling budget.")
@@ -80,8 +97,8 @@ _KEYS = {
         "processbench_f1",
         "acc_erroneous",
         "acc_correct",
-        "best_threshold",
-        "best_threshold_f1",
+        "tuned_threshold",
+        "tuned_processbench_f1",
     ),
     "step_auroc": ("step_auroc",),
     "calibration": ("brier", "ece", "step_brier", "step_ece"),
@@ -89,13 +106,15 @@ _KEYS = {
 }
 
 
-def _records(path: str, fmt: str, task, *, num: int, seed: int, error_rate: float) -> list:
+def _records(
+    path: str, fmt: str, task, *, num: int, seed: int, error_rate: float, split: str = "test"
+) -> list:
     from rewardjax.data.formats import read_jsonl
     from rewardjax.training.reward_models import task_records
 
     if path:
         return read_jsonl(path, fmt)
-    return task_records(task, fmt, num=num, seed=seed, error_rate=error_rate)
+    return task_records(task, fmt, num=num, seed=seed, error_rate=error_rate, split=split)
 
 
 def run(
@@ -118,6 +137,7 @@ def run(
     num_records=500,
     error_rate=0.5,
     threshold=0.5,
+    validation_data="",
     separator="\n",
     num_problems=100,
     max_n=64,
@@ -148,10 +168,19 @@ def run(
 
     orm = prm = implicit = None
     if orm_paths:
-        members = [mr.OutcomeRewardModel.load(p, tokenizer=tok(p), batch_size=batch_size) for p in orm_paths]
-        orm = members[0] if len(members) == 1 else mr.RewardModelEnsemble(members, mode=ensemble, std_coef=std_coef)
+        members = [
+            mr.OutcomeRewardModel.load(p, tokenizer=tok(p), batch_size=batch_size)
+            for p in orm_paths
+        ]
+        orm = (
+            members[0]
+            if len(members) == 1
+            else mr.RewardModelEnsemble(members, mode=ensemble, std_coef=std_coef)
+        )
     if prm_path:
-        prm = mr.ProcessRewardModel.load(prm_path, tokenizer=tok(prm_path), batch_size=batch_size, separator=separator)
+        prm = mr.ProcessRewardModel.load(
+            prm_path, tokenizer=tok(prm_path), batch_size=batch_size, separator=separator
+        )
     if implicit_path:
         implicit = mr.ImplicitProcessRewardModel.load(
             implicit_path,
@@ -186,10 +215,25 @@ def run(
             table["implicit_prm_outcome"] = rm.evaluate_orm(implicit, pairs=blocks["pairs"])
     if {"processbench_f1", "step_auroc", "calibration", "correlation"} & set(wanted):
         solutions = data(steps_data, "step_labels")
+        validation = ()
+        if validation_data != "none" and (validation_data or not steps_data):
+            validation = _records(
+                validation_data,
+                "step_labels",
+                task,
+                num=num_records,
+                seed=seed + 1,
+                error_rate=error_rate,
+                split="train",
+            )
         if prm is not None:
-            table["prm"] = rm.evaluate_prm(prm, solutions, threshold=threshold)
+            table["prm"] = rm.evaluate_prm(
+                prm, solutions, threshold=threshold, validation=validation
+            )
         if implicit is not None:
-            table["implicit_prm"] = rm.evaluate_prm(implicit, solutions, threshold=threshold, aggregation="last")
+            table["implicit_prm"] = rm.evaluate_prm(
+                implicit, solutions, threshold=threshold, aggregation="last", validation=validation
+            )
     keep = {k for m in wanted for k in _KEYS.get(m, ())}
     table = {model: {k: v for k, v in row.items() if k in keep} for model, row in table.items()}
 
@@ -226,7 +270,12 @@ def run(
             )
             if prm is not None and implicit is not None:
                 extra = rm.selection_curves(
-                    problems, candidates, prm=implicit, num_subsets=num_subsets, seed=seed, separator=separator
+                    problems,
+                    candidates,
+                    prm=implicit,
+                    num_subsets=num_subsets,
+                    seed=seed,
+                    separator=separator,
                 )
                 selection.update({f"implicit_{k}": v for k, v in extra.items() if "prm" in k})
     return {"table": table, "selection": selection}
@@ -239,7 +288,10 @@ def format_table(table: dict[str, dict[str, float]]) -> str:
         return "(no metric applies to the given models and data)"
     w_model = max(len("model"), *(len(r[0]) for r in rows))
     w_metric = max(len("metric"), *(len(r[1]) for r in rows))
-    lines = [f"{'model':<{w_model}}  {'metric':<{w_metric}}  value", "-" * (w_model + w_metric + 12)]
+    lines = [
+        f"{'model':<{w_model}}  {'metric':<{w_metric}}  value",
+        "-" * (w_model + w_metric + 12),
+    ]
     lines += [f"{m:<{w_model}}  {k:<{w_metric}}  {v:.4f}" for m, k, v in rows]
     return "\n".join(lines)
 
@@ -268,6 +320,7 @@ def main(argv):
         num_records=_NUM_RECORDS.value,
         error_rate=_ERROR_RATE.value,
         threshold=_THRESHOLD.value,
+        validation_data=_VALIDATION.value,
         separator=_SEPARATOR.value,
         num_problems=_NUM_PROBLEMS.value,
         max_n=_MAX_N.value,

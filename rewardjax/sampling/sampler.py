@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewardjax.models.config import ModelConfig
-from rewardjax.models.transformer import build, default_positions, init_cache
+from rewardjax.models.transformer import Decoder, KVCache, build, default_positions, init_cache
 from rewardjax.types import SampleOutput
 
 Array = jax.Array
@@ -93,6 +93,25 @@ def _choose(logits: Array, rng: Array, sp: SamplingParams) -> tuple[Array, Array
     return token.astype(jnp.int32), jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
 
 
+def _prefill(
+    model: Decoder,
+    tokens: Array,  # [P, L] left-padded prompts
+    positions: Array,  # [P, L]
+    slot_mask: Array,  # [P, S]
+    cache: KVCache,
+) -> tuple[Array, KVCache]:
+    """`Decoder.decode` at cache slot 0 with the LM head at the last position only.
+
+    Returns (logits [P, V], cache). The full decode would materialise [P, L, V]
+    logits (gigabytes for a 150k vocabulary) to use one row of them.
+    """
+    length, slots = tokens.shape[1], slot_mask.shape[1]
+    causal = jnp.arange(slots)[None, :] <= jnp.arange(length)[:, None]  # [L, S]
+    mask = causal[None] & (slot_mask[:, None, :] > 0)
+    hidden, (k, v) = model._backbone(tokens, positions, mask, (cache.k, cache.v), 0)
+    return model.apply_heads(hidden[:, -1]), KVCache(k, v)
+
+
 @functools.partial(
     jax.jit, static_argnames=("config", "n", "completion_bucket", "sp", "cache_sharding")
 )
@@ -122,8 +141,8 @@ def _generate_jit(
         cache = init_cache(config, num_prompts, slots)
         if cache_sharding is not None:
             cache = jax.lax.with_sharding_constraint(cache, cache_sharding)
-        logits, cache = model.apply(
-            variables, prompt_tokens, positions, slot_mask, cache, 0, method="decode"
+        last_logits, cache = model.apply(
+            variables, prompt_tokens, positions, slot_mask, cache, method=_prefill
         )
         # Prefill once per prompt, then copy the cache to the n samples.
         cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=1), cache)
@@ -131,8 +150,11 @@ def _generate_jit(
             cache = jax.lax.with_sharding_constraint(cache, cache_sharding)
     else:
         cache = None
-        logits = model.apply(variables, prompt_tokens, attention_mask=prompt_mask)
-    last_logits = jnp.repeat(logits[:, -1], n, axis=0)
+        hidden = model.apply(
+            variables, prompt_tokens, attention_mask=prompt_mask, method="hidden_states"
+        )
+        last_logits = model.apply(variables, hidden[:, -1], method="apply_heads")
+    last_logits = jnp.repeat(last_logits, n, axis=0)
     slot_mask = jnp.repeat(slot_mask, n, axis=0)
     all_tokens = (
         jnp.zeros((batch, slots), jnp.int32)
@@ -180,8 +202,11 @@ def _generate_jit(
             logits = logits[:, 0]
         else:
             cache = None
-            full = model.apply(variables, all_tokens, attention_mask=slot_mask)
-            logits = jax.lax.dynamic_index_in_dim(full, slot, axis=1, keepdims=False)
+            hidden = model.apply(
+                variables, all_tokens, attention_mask=slot_mask, method="hidden_states"
+            )
+            hidden = jax.lax.dynamic_index_in_dim(hidden, slot, axis=1, keepdims=False)
+            logits = model.apply(variables, hidden, method="apply_heads")
         return dict(
             step=s["step"] + 1,
             tokens=s["tokens"].at[:, s["step"]].set(token),

@@ -223,7 +223,9 @@ def _tokenizer(spec: str | Tokenizer | None, path: str) -> Tokenizer:
     return load_tokenizer(spec or path)
 
 
-def load_scorer_params(path: str, *, head: str, dtype: str = "float32") -> tuple[models.ModelConfig, dict]:
+def load_scorer_params(
+    path: str, *, head: str, dtype: str = "float32"
+) -> tuple[models.ModelConfig, dict]:
     """(ModelConfig, params) of an exported reward model; the wrong head type is an error.
 
     `head` is "reward" (ORM), "prm" (PRM) or "lm" (an implicit PRM or a policy).
@@ -231,7 +233,9 @@ def load_scorer_params(path: str, *, head: str, dtype: str = "float32") -> tuple
     try:
         config, params = models.load_hf(path, dtype=dtype, heads=(head,))
     except models.CheckpointError as e:
-        kind = {"reward": "an outcome reward model", "prm": "a process reward model"}.get(head, "a causal LM")
+        kind = {"reward": "an outcome reward model", "prm": "a process reward model"}.get(
+            head, "a causal LM"
+        )
         raise models.CheckpointError(f"{path} is not {kind} ({e})") from None
     return config, jax.tree.map(jnp.asarray, params)
 
@@ -266,9 +270,13 @@ class _Chunked:
         size = math.ceil(n / self.batch_size) * self.batch_size
         if size == n:
             return arrays, n
-        return {k: np.concatenate([v, np.repeat(v[:1], size - n, axis=0)]) for k, v in arrays.items()}, n
+        return {
+            k: np.concatenate([v, np.repeat(v[:1], size - n, axis=0)]) for k, v in arrays.items()
+        }, n
 
-    def encode_texts(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, np.ndarray]:
+    def encode_texts(
+        self, prompts: Sequence[str], completions: Sequence[str]
+    ) -> dict[str, np.ndarray]:
         longest = max(len(self.tokenizer.encode(c)) for c in completions) + 1
         p_len, c_len = self._lengths(prompts, longest)
         return encode_completions(
@@ -280,7 +288,9 @@ class _Chunked:
             add_bos=self.add_bos,
         )
 
-    def encode_step_lists(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
+    def encode_step_lists(
+        self, prompts: Sequence[str], steps: Sequence[Sequence[str]]
+    ) -> dict[str, np.ndarray]:
         check_steps(steps, self.separator)
         texts = [self.separator.join(s) for s in steps]
         longest = max(len(self.tokenizer.encode(t)) for t in texts) + 1
@@ -322,11 +332,15 @@ class OutcomeRewardModel:
 
     head = "reward"
 
-    def __init__(self, config: models.ModelConfig, params, tokenizer: Tokenizer, *, batch_size: int = 64):
+    def __init__(
+        self, config: models.ModelConfig, params, tokenizer: Tokenizer, *, batch_size: int = 64
+    ):
         check_vocab(tokenizer, config.vocab_size)
         self.config, self.params = config, params
         self._chunks = _Chunked(tokenizer, batch_size=batch_size)
-        self._fn = jax.jit(functools.partial(last_token_scores, models.build(config), head=self.head))
+        self._fn = jax.jit(
+            functools.partial(last_token_scores, models.build(config), head=self.head)
+        )
 
     @classmethod
     def load(cls, path: str, *, tokenizer: str | Tokenizer | None = None, batch_size: int = 64):
@@ -402,16 +416,22 @@ class ProcessRewardModel:
         separator: str = "\n",
     ):
         config, params = load_scorer_params(path, head=cls.head)
-        return cls(config, params, _tokenizer(tokenizer, path), batch_size=batch_size, separator=separator)
+        return cls(
+            config, params, _tokenizer(tokenizer, path), batch_size=batch_size, separator=separator
+        )
 
-    def step_logits(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    def step_logits(
+        self, prompts: Sequence[str], steps: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
         """B arrays of logits z_s, one per step."""
         arrays = self._chunks.encode_step_lists(prompts, steps)
         keys = ("prompt_tokens", "prompt_mask", "tokens", "mask", "step_end")
         logits = self._chunks.run(self._fn, self.params, arrays, keys)
         return _rows(logits, arrays["step_mask"])
 
-    def step_scores(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    def step_scores(
+        self, prompts: Sequence[str], steps: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
         """B arrays of step-correctness probabilities p_s = σ(z_s)."""
         return [1.0 / (1.0 + np.exp(-z)) for z in self.step_logits(prompts, steps)]
 
@@ -436,8 +456,12 @@ def _implicit_step_rewards(
 ) -> Array:
     """Step rewards [B, S] = Σ_{t ∈ step s} β·(log π_ψ(y_t) − log π_ref(y_t))."""
     logp, _ = forward.completion_logprobs(model, params, prompt_tokens, prompt_mask, tokens, mask)
-    ref, _ = forward.completion_logprobs(ref_model, ref_params, prompt_tokens, prompt_mask, tokens, mask)
-    return implicit_process_rewards(logp, ref, mask, beta=beta, step_end=step_end, step_mask=step_mask)
+    ref, _ = forward.completion_logprobs(
+        ref_model, ref_params, prompt_tokens, prompt_mask, tokens, mask
+    )
+    return implicit_process_rewards(
+        logp, ref, mask, beta=beta, step_end=step_end, step_mask=step_mask
+    )
 
 
 class ImplicitProcessRewardModel:
@@ -509,7 +533,9 @@ class ImplicitProcessRewardModel:
             ref_config=ref_config,
         )
 
-    def step_rewards(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    def step_rewards(
+        self, prompts: Sequence[str], steps: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
         """B arrays of step rewards β·Σ_{t ∈ s} q_t."""
         arrays = self._chunks.encode_step_lists(prompts, steps)
         keys = ("prompt_tokens", "prompt_mask", "tokens", "mask", "step_end", "step_mask")
@@ -517,7 +543,9 @@ class ImplicitProcessRewardModel:
         rewards = self._chunks.run(fn, (self.params, self.ref_params), arrays, keys)
         return _rows(rewards, arrays["step_mask"])
 
-    def step_scores(self, prompts: Sequence[str], steps: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    def step_scores(
+        self, prompts: Sequence[str], steps: Sequence[Sequence[str]]
+    ) -> list[np.ndarray]:
         """B arrays of σ(Q_s)."""
         return [1.0 / (1.0 + np.exp(-np.cumsum(r))) for r in self.step_rewards(prompts, steps)]
 
@@ -579,7 +607,9 @@ def orm_reward(
       policy_tokenizer: supplied by the reward computer.
     """
     tok = _tokenizer(tokenizer or policy_tokenizer, path)
-    return _OutcomeSource(OutcomeRewardModel.load(path, tokenizer=tok, batch_size=batch_size), transform=transform)
+    return _OutcomeSource(
+        OutcomeRewardModel.load(path, tokenizer=tok, batch_size=batch_size), transform=transform
+    )
 
 
 @MODEL_REWARDS.register("orm_ensemble_reward")
@@ -607,10 +637,14 @@ def orm_ensemble_reward(
     if isinstance(paths, str) or not paths:
         raise ValueError(f"orm_ensemble_reward: paths must be a non-empty list, got {paths!r}")
     members = [
-        OutcomeRewardModel.load(p, tokenizer=_tokenizer(tokenizer or policy_tokenizer, p), batch_size=batch_size)
+        OutcomeRewardModel.load(
+            p, tokenizer=_tokenizer(tokenizer or policy_tokenizer, p), batch_size=batch_size
+        )
         for p in paths
     ]
-    return _OutcomeSource(RewardModelEnsemble(members, mode=mode, std_coef=std_coef), transform=transform)
+    return _OutcomeSource(
+        RewardModelEnsemble(members, mode=mode, std_coef=std_coef), transform=transform
+    )
 
 
 class _ProcessSource(ModelRewardSource):
@@ -630,7 +664,9 @@ class _ProcessSource(ModelRewardSource):
         if credit == "none" and aggregation not in PRM_AGGREGATIONS:
             raise ValueError(f"aggregation={aggregation!r}; known: {', '.join(PRM_AGGREGATIONS)}")
         if credit != "none" and policy_tokenizer is None:
-            raise ValueError(f"credit={credit!r} places step rewards on policy tokens: needs the policy tokenizer")
+            raise ValueError(
+                f"credit={credit!r} places step rewards on policy tokens: needs the policy tokenizer"
+            )
         self.scorer, self.aggregation, self.credit = scorer, aggregation, credit
         self.threshold, self.separator, self.max_steps = threshold, separator, max_steps
         self.policy_tokenizer = policy_tokenizer
@@ -663,7 +699,9 @@ class _ProcessSource(ModelRewardSource):
         token_rewards = step_to_token(step_rewards, jnp.asarray(step_end), sm, jnp.asarray(mask))
         token_rewards = np.asarray(token_rewards, np.float32)
         stats = {
-            "step_reward_mean": float(np.sum(np.asarray(step_rewards)) / max(float(step_mask.sum()), 1.0)),
+            "step_reward_mean": float(
+                np.sum(np.asarray(step_rewards)) / max(float(step_mask.sum()), 1.0)
+            ),
             "total_mean": float(token_rewards.sum(axis=1).mean()),
         }
         return None, token_rewards, stats
@@ -707,7 +745,9 @@ def prm_reward(
       batch_size: rows per forward; policy_tokenizer: supplied by the reward computer.
     """
     tok = _tokenizer(tokenizer or policy_tokenizer, path)
-    scorer = ProcessRewardModel.load(path, tokenizer=tok, batch_size=batch_size, separator=separator)
+    scorer = ProcessRewardModel.load(
+        path, tokenizer=tok, batch_size=batch_size, separator=separator
+    )
     return _ProcessSource(
         scorer,
         aggregation=aggregation,
@@ -751,7 +791,12 @@ def implicit_prm_reward(
     """
     tok = _tokenizer(tokenizer or policy_tokenizer, path)
     scorer = ImplicitProcessRewardModel.load(
-        path, reference=reference, tokenizer=tok, beta=beta, batch_size=batch_size, separator=separator
+        path,
+        reference=reference,
+        tokenizer=tok,
+        beta=beta,
+        batch_size=batch_size,
+        separator=separator,
     )
     return _ProcessSource(
         scorer,

@@ -202,7 +202,9 @@ class OfflineTrainer:
         )
         self.data = self.objective.data
         self.optimizer = make_optimizer(**c.optim)
-        self.state = TrainState.create({"policy": jax.tree.map(jnp.asarray, params)}, self.optimizer)
+        self.state = TrainState.create(
+            {"policy": jax.tree.map(jnp.asarray, params)}, self.optimizer
+        )
         self.update_fn = jax.jit(
             make_update_step(self.objective.loss, self.optimizer, microbatches=c.microbatches),
             donate_argnums=0,
@@ -244,7 +246,9 @@ class OfflineTrainer:
         logging.info("resumed %s at step %d", self.workdir, step)
 
     def save(self) -> None:
-        meta = dict(model=self._signature(), data=self.data.get_state(), config=self.config.to_dict())
+        meta = dict(
+            model=self._signature(), data=self.data.get_state(), config=self.config.to_dict()
+        )
         self.checkpointer.save(self.step, self._checkpoint_state(), meta)
 
     def train_step(self) -> dict[str, Any]:

@@ -44,12 +44,16 @@ def load_records(data_cfg, task, fmt: str, *, split: str, seed: int) -> list[Any
     if path:
         return read_jsonl(path, fmt)
     if task is None:
-        raise ValueError(f"config data.{split}_path is empty and there is no task to generate {fmt} from")
+        raise ValueError(
+            f"config data.{split}_path is empty and there is no task to generate {fmt} from"
+        )
     num = data_cfg.num_train if split == "train" else data_cfg.num_test
     if fmt == "preference_pairs":
         return generators.preference_pairs(task, num=num, split=split, seed=seed)
     if fmt == "step_labels":
-        return generators.step_labels(task, num=num, error_rate=data_cfg.error_rate, split=split, seed=seed)
+        return generators.step_labels(
+            task, num=num, error_rate=data_cfg.error_rate, split=split, seed=seed
+        )
     if fmt == "ranked_lists":
         return generators.ranked_lists(task, num=num, num_responses=4, split=split, seed=seed)
     raise ValueError(f"unknown record format {fmt!r}")
@@ -90,7 +94,9 @@ def encode_pairs(
                 add_bos=tokenizer.default_add_bos,
             )
         except ValueError as e:
-            raise _source_error(f"{source} ({side})", e, "data.prompt_length / data.completion_length") from None
+            raise _source_error(
+                f"{source} ({side})", e, "data.prompt_length / data.completion_length"
+            ) from None
         out["prompt_tokens"], out["prompt_mask"] = enc["prompt_tokens"], enc["prompt_mask"]
         out[f"{side}_tokens"], out[f"{side}_mask"] = enc["tokens"], enc["mask"]
     out["margin"] = np.array([p.margin or 0.0 for p in pairs], np.float32)

@@ -52,7 +52,9 @@ def sequence_logprob_sums(
     impl: str = "auto",
 ) -> Array:
     """Σ_t mask·log π(y_t | x, y_<t): [B] float32."""
-    logp, _ = forward.completion_logprobs(model, params, prompt_tokens, prompt_mask, tokens, mask, impl=impl)
+    logp, _ = forward.completion_logprobs(
+        model, params, prompt_tokens, prompt_mask, tokens, mask, impl=impl
+    )
     return jnp.sum(logp * mask, axis=-1)
 
 
@@ -66,7 +68,9 @@ def load_reference(
     """
     if reference_cfg.path:
         ref_config, ref_params = models.load_hf(reference_cfg.path, dtype=policy_config.dtype)
-        check_reference_vocab(policy_config, ref_config, what=f"config reference.path={reference_cfg.path!r}")
+        check_reference_vocab(
+            policy_config, ref_config, what=f"config reference.path={reference_cfg.path!r}"
+        )
         ref_config = ref_config.replace(
             eos_token_id=policy_config.eos_token_id,
             pad_token_id=policy_config.pad_token_id,
@@ -125,7 +129,9 @@ def make_preference_loss(
                 total_weight=totals["num_rows"],
             )
             extra = {k: v for k, v in extra.items() if k in accepted}
-            loss, metrics = loss_fn(chosen, rejected, ref_chosen, ref_rejected, **extra, **loss_kwargs)
+            loss, metrics = loss_fn(
+                chosen, rejected, ref_chosen, ref_rejected, **extra, **loss_kwargs
+            )
         metrics = dict(metrics)
         metrics["logp_chosen"] = jax.lax.stop_gradient(jnp.mean(chosen))
         metrics["logp_rejected"] = jax.lax.stop_gradient(jnp.mean(rejected))
@@ -155,17 +161,27 @@ class PreferenceObjective:
             c.reference, policy_config=model_config, policy_params=params
         )
         self._ref_fn = jax.jit(
-            functools.partial(sequence_logprob_sums, models.build(self.ref_config), impl=c.logprob_impl)
+            functools.partial(
+                sequence_logprob_sums, models.build(self.ref_config), impl=c.logprob_impl
+            )
         )
-        self._policy_fn = jax.jit(functools.partial(sequence_logprob_sums, model, impl=c.logprob_impl))
-        lengths = dict(prompt_length=c.data.prompt_length, completion_length=c.data.completion_length)
+        self._policy_fn = jax.jit(
+            functools.partial(sequence_logprob_sums, model, impl=c.logprob_impl)
+        )
+        lengths = dict(
+            prompt_length=c.data.prompt_length, completion_length=c.data.completion_length
+        )
         train = load_records(c.data, task, "preference_pairs", split="train", seed=c.seed)
-        arrays = encode_pairs(tokenizer, train, source=c.data.train_path or "generated train pairs", **lengths)
+        arrays = encode_pairs(
+            tokenizer, train, source=c.data.train_path or "generated train pairs", **lengths
+        )
         if c.reference.precompute:
             arrays.update(self._reference_sums(arrays))
         self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
         test = load_records(c.data, task, "preference_pairs", split="test", seed=c.seed)
-        self.test = encode_pairs(tokenizer, test, source=c.data.test_path or "generated test pairs", **lengths)
+        self.test = encode_pairs(
+            tokenizer, test, source=c.data.test_path or "generated test pairs", **lengths
+        )
         self.test.update(self._reference_sums(self.test))
         self.loss = make_preference_loss(
             model,
@@ -210,8 +226,13 @@ class PreferenceObjective:
         """Held-out pass@k of the policy, and the implicit-reward accuracy on held-out pairs."""
         c = self.config
         sums = self._sums(self._policy_fn, params["policy"], self.test)
-        margin = (sums["chosen"] - self.test["ref_chosen"]) - (sums["rejected"] - self.test["ref_rejected"])
-        out = {"pairs/reward_accuracy": float(np.mean(margin > 0)), "pairs/margin_mean": float(np.mean(margin))}
+        margin = (sums["chosen"] - self.test["ref_chosen"]) - (
+            sums["rejected"] - self.test["ref_rejected"]
+        )
+        out = {
+            "pairs/reward_accuracy": float(np.mean(margin > 0)),
+            "pairs/margin_mean": float(np.mean(margin)),
+        }
         problems = self.task.problems(0, c.eval.num_problems, split="test", seed=c.seed)
         result = sample_and_grade(
             self.model_config,

@@ -116,7 +116,9 @@ def evaluate_orm(
             chosen_scores.append(scores[order[0]])
             rejected_scores.append([scores[k] for k in order[1:4]])
         if chosen_scores:
-            out["best_of_4_accuracy"] = evaluation.best_of_4_accuracy(chosen_scores, rejected_scores)
+            out["best_of_4_accuracy"] = evaluation.best_of_4_accuracy(
+                chosen_scores, rejected_scores
+            )
             out["num_ranked"] = float(len(chosen_scores))
     if solutions:
         prompts = [s.prompt for s in solutions]
@@ -128,7 +130,12 @@ def evaluate_orm(
 
 
 def evaluate_prm(
-    scorer, solutions: Sequence[StepLabels], *, threshold: float = 0.5, aggregation: str = "min"
+    scorer,
+    solutions: Sequence[StepLabels],
+    *,
+    threshold: float = 0.5,
+    aggregation: str = "min",
+    validation: Sequence[StepLabels] = (),
 ) -> dict[str, float]:
     """PRM metrics on held-out step-labelled solutions.
 
@@ -139,11 +146,14 @@ def evaluate_prm(
       threshold: τ of the ProcessBench first-error prediction.
       aggregation: `prm_aggregate` rule of the response score correlated with
         the outcome.
+      validation: other labelled solutions on which τ is tuned
+        (`processbench_best_threshold`); the tuned τ is then applied to
+        `solutions`, so the reported F1 never sees its own labels.
 
     Returns:
-      processbench_f1, acc_erroneous, acc_correct (at τ); best_threshold and
-      best_threshold_f1; step_auroc; step_brier, step_ece; outcome_auroc and
-      outcome_pearson of the aggregated score.
+      processbench_f1, acc_erroneous, acc_correct (at τ); with validation data,
+      tuned_threshold and tuned_processbench_f1; step_auroc; step_brier,
+      step_ece; outcome_auroc and outcome_pearson of the aggregated score.
     """
     if not solutions:
         raise ValueError("evaluate_prm: no solutions to score")
@@ -155,10 +165,16 @@ def evaluate_prm(
     out["processbench_f1"] = pb["f1"]
     out["acc_erroneous"] = pb["acc_erroneous"]
     out["acc_correct"] = pb["acc_correct"]
-    if pb["num_erroneous"] and pb["num_correct"]:
-        best, best_metrics = evaluation.processbench_best_threshold(scores, first_errors)
-        out["best_threshold"] = best
-        out["best_threshold_f1"] = best_metrics["f1"]
+    if validation:
+        val_scores = scorer.step_scores(
+            [s.prompt for s in validation], [s.steps for s in validation]
+        )
+        val_labels = np.array([first_error_label(s) for s in validation])
+        tuned, _ = evaluation.processbench_best_threshold(val_scores, val_labels)
+        out["tuned_threshold"] = tuned
+        out["tuned_processbench_f1"] = evaluation.processbench_f1(
+            scores, first_errors, threshold=tuned
+        )["f1"]
     labels = [np.asarray(s.labels, np.float64) for s in solutions]
     hard = [(lab >= 0.5).astype(np.float64) for lab in labels]
     out["step_auroc"] = evaluation.step_auroc(scores, hard)
@@ -260,9 +276,13 @@ def make_rm_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict, ma
 class _PairData:
     def _pairs(self, config, tokenizer, task):
         c = config
-        lengths = dict(prompt_length=c.data.prompt_length, completion_length=c.data.completion_length)
+        lengths = dict(
+            prompt_length=c.data.prompt_length, completion_length=c.data.completion_length
+        )
         train = load_records(c.data, task, "preference_pairs", split="train", seed=c.seed)
-        arrays = encode_pairs(tokenizer, train, source=c.data.train_path or "generated train pairs", **lengths)
+        arrays = encode_pairs(
+            tokenizer, train, source=c.data.train_path or "generated train pairs", **lengths
+        )
         return ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
 
 
@@ -289,31 +309,41 @@ class RewardModelObjective(_PairData):
         self.test_ranked, self.test_solutions = [], []
         if not c.data.test_path:  # procedural: best-of-4 lists and graded solutions too
             num = c.eval.num_records
-            self.test_ranked = task_records(task, "ranked_lists", num=num, seed=c.seed, error_rate=0.5)
-            self.test_solutions = task_records(task, "step_labels", num=num, seed=c.seed, error_rate=0.5)
+            self.test_ranked = task_records(
+                task, "ranked_lists", num=num, seed=c.seed, error_rate=0.5
+            )
+            self.test_solutions = task_records(
+                task, "step_labels", num=num, seed=c.seed, error_rate=0.5
+            )
 
     def next_batch(self):
         batch = next(self.data)
-        return batch, {"data/tokens": float(batch["chosen_mask"].sum() + batch["rejected_mask"].sum())}
+        return batch, {
+            "data/tokens": float(batch["chosen_mask"].sum() + batch["rejected_mask"].sum())
+        }
 
     def evaluate(self, params, rng) -> dict[str, float]:
         del rng
-        scorer = OutcomeRewardModel(self.model_config, params["policy"], self.tokenizer, batch_size=self.config.batch_size)
+        scorer = OutcomeRewardModel(
+            self.model_config, params["policy"], self.tokenizer, batch_size=self.config.batch_size
+        )
         return evaluate_orm(
             scorer, pairs=self.test_pairs, ranked=self.test_ranked, solutions=self.test_solutions
         )
 
 
-def task_records(task, fmt: str, *, num: int, seed: int, error_rate: float = 0.5) -> list:
-    """Held-out (test split) records generated from a procedural task."""
+def task_records(
+    task, fmt: str, *, num: int, seed: int, error_rate: float = 0.5, split: str = "test"
+) -> list:
+    """Records generated from a procedural task (held-out test split by default)."""
     from rewardjax.data import generators
 
     if fmt == "ranked_lists":
-        return generators.ranked_lists(task, num=num, num_responses=4, split="test", seed=seed)
+        return generators.ranked_lists(task, num=num, num_responses=4, split=split, seed=seed)
     if fmt == "step_labels":
-        return generators.step_labels(task, num=num, error_rate=error_rate, split="test", seed=seed)
+        return generators.step_labels(task, num=num, error_rate=error_rate, split=split, seed=seed)
     if fmt == "preference_pairs":
-        return generators.preference_pairs(task, num=num, split="test", seed=seed)
+        return generators.preference_pairs(task, num=num, split=split, seed=seed)
     raise ValueError(f"unknown record format {fmt!r}")
 
 
@@ -339,7 +369,9 @@ def make_prm_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict):
         )
         loss, metrics = prm_step_bce_loss(logits, mb["step_labels"], mb["step_mask"], **loss_kwargs)
         # prm_step_bce averages over this micro-batch's steps; rescale to the batch's.
-        counted = jnp.sum(mb["step_mask"] > 0, -1) > 0 if last_step_only else jnp.sum(mb["step_mask"])
+        counted = (
+            jnp.sum(mb["step_mask"] > 0, -1) > 0 if last_step_only else jnp.sum(mb["step_mask"])
+        )
         return loss * jnp.sum(counted) / mb["counted_steps"][0], dict(metrics)
 
     return prm_loss
@@ -362,6 +394,20 @@ class _StepData:
         return records, arrays
 
 
+def _validation(config, task) -> list:
+    """Solutions for tuning τ: generated from the train split with another seed (procedural data only)."""
+    if config.data.test_path or not config.eval.num_records:
+        return []
+    return task_records(
+        task,
+        "step_labels",
+        num=config.eval.num_records,
+        seed=config.seed + 1,
+        error_rate=config.data.error_rate,
+        split="train",
+    )
+
+
 class ProcessRewardObjective(_StepData):
     """objective.kind = "prm": per-step BCE at the step-separator positions.
 
@@ -378,8 +424,11 @@ class ProcessRewardObjective(_StepData):
         _, arrays = self._steps(c, tokenizer, task, "train")
         self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
         self.test_solutions, _ = self._steps(c, tokenizer, task, "test")
+        self.validation = _validation(c, task)
         self.last_step_only = bool(dict(c.objective.kwargs).get("last_step_only"))
-        self.loss = make_prm_loss(model, loss_name=c.objective.loss, loss_kwargs=dict(c.objective.kwargs))
+        self.loss = make_prm_loss(
+            model, loss_name=c.objective.loss, loss_kwargs=dict(c.objective.kwargs)
+        )
 
     def next_batch(self):
         batch = next(self.data)
@@ -397,16 +446,25 @@ class ProcessRewardObjective(_StepData):
             batch_size=self.config.batch_size,
             separator=self.config.data.step_separator,
         )
-        return evaluate_prm(scorer, self.test_solutions, threshold=self.config.eval.threshold)
+        return evaluate_prm(
+            scorer,
+            self.test_solutions,
+            threshold=self.config.eval.threshold,
+            validation=self.validation,
+        )
 
 
 # --------------------------------------------------------------------------- implicit prm
 
 
-def make_implicit_prm_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict, logprob_impl: str):
+def make_implicit_prm_loss(
+    model: models.Decoder, *, loss_name: str, loss_kwargs: dict, logprob_impl: str
+):
     """Outcome cross-entropy on β·Σ_t log π_ψ/π_ref (reference log-probs in the batch)."""
     if loss_name != "implicit_prm":
-        raise ValueError(f"objective.loss={loss_name!r}: the implicit_prm kind trains with implicit_prm")
+        raise ValueError(
+            f"objective.loss={loss_name!r}: the implicit_prm kind trains with implicit_prm"
+        )
 
     def loss(params, mb, rng, totals):
         del rng
@@ -433,7 +491,9 @@ def make_implicit_prm_loss(model: models.Decoder, *, loss_name: str, loss_kwargs
 
 
 def _token_logprobs(model, params, prompt_tokens, prompt_mask, tokens, mask, *, impl):
-    logp, _ = forward.completion_logprobs(model, params, prompt_tokens, prompt_mask, tokens, mask, impl=impl)
+    logp, _ = forward.completion_logprobs(
+        model, params, prompt_tokens, prompt_mask, tokens, mask, impl=impl
+    )
     return logp * mask
 
 
@@ -461,6 +521,7 @@ class ImplicitPRMObjective(_StepData):
             arrays["ref_logprobs"] = self._reference(arrays)
         self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
         self.test_solutions, _ = self._steps(c, tokenizer, task, "test")
+        self.validation = _validation(c, task)
         self.beta = float(c.objective.kwargs["beta"])
         self.loss = make_implicit_prm_loss(
             model,
@@ -501,8 +562,16 @@ class ImplicitPRMObjective(_StepData):
         del rng
         scorer = self.scorer(params)
         solutions = self.test_solutions
-        out = evaluate_prm(scorer, solutions, threshold=self.config.eval.threshold, aggregation="last")
-        logits = scorer.scores([s.prompt for s in solutions], ["\n".join(s.steps) for s in solutions])
+        out = evaluate_prm(
+            scorer,
+            solutions,
+            threshold=self.config.eval.threshold,
+            aggregation="last",
+            validation=self.validation,
+        )
+        logits = scorer.scores(
+            [s.prompt for s in solutions], ["\n".join(s.steps) for s in solutions]
+        )
         correct = np.array([outcome_label(s) >= 0.5 for s in solutions], np.float64)
         out["outcome_accuracy"] = float(np.mean((logits > 0) == (correct > 0)))
         out["outcome_brier"] = evaluation.calibration(_sigmoid(logits), correct)["brier"]

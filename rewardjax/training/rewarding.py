@@ -56,7 +56,9 @@ class RewardComputer:
                 self.task_weight = float(spec.get("weight", 1.0))
                 continue
             if spec.get("name", key) in MODEL_REWARDS:
-                self._models.append((key, float(spec.get("weight", 1.0)), _model_source(key, spec, tokenizer)))
+                self._models.append(
+                    (key, float(spec.get("weight", 1.0)), _model_source(key, spec, tokenizer))
+                )
                 continue
             specs.append(
                 dict(
@@ -122,7 +124,11 @@ class RewardComputer:
             if model_scores is not None:
                 scores += weight * np.asarray(model_scores, np.float64)
             if model_tokens is not None:
-                token_rewards = weight * model_tokens if token_rewards is None else token_rewards + weight * model_tokens
+                token_rewards = (
+                    weight * model_tokens
+                    if token_rewards is None
+                    else token_rewards + weight * model_tokens
+                )
             stats.update({f"{key}/{k}": v for k, v in model_stats.items()})
         info: dict[str, Any] = {"correct": correct, "stats": stats}
         if token_rewards is not None:

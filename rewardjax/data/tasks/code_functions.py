@@ -35,6 +35,8 @@ class CodeFunctions(Task):
     """
 
     name = "code_functions"
+    # One expression line, no work lines and no "A:" answer line.
+    line_format = False
 
     def __init__(self, *, max_constant: int = 9, num_tests: int = 3, test_fraction: float = 0.1):
         super().__init__(test_fraction=test_fraction)
