@@ -226,7 +226,9 @@ def run(
       tmpfs_mb: size of the private /tmp holding the work directory ("ns").
       site_packages: run the program with this environment's interpreter and
         its site-packages (numpy, ...); by default it gets the standard
-        library only (`python -S`), which also starts faster.
+        library only (`python -S`), which also starts faster. The box mounts
+        a private /tmp and hides /root, so an environment living there is not
+        visible to the program.
       isolation: "ns", "plain" or None for `isolation_level()`.
 
     Returns:
