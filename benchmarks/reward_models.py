@@ -6,7 +6,7 @@ Scale (arithmetic_chain, num_steps=3, operands 1..9; the `tiny` preset with
 four layers, char vocabulary):
   SFT           600 steps × 64 demonstrations (30% with a wrong step), lr 3e-3 cosine
   ORM           1000 steps × 32 pairs (reference ≻ one propagated error), lr 5e-4, from SFT
-  PRM           1000 steps × 32 step-labelled solutions (50% erroneous), lr 5e-4, from SFT
+  PRM           2000 steps × 32 step-labelled solutions (50% erroneous), lr 5e-4, from SFT
   implicit PRM  300 steps × 32 solutions, outcome cross-entropy, β 0.05, π_ref = SFT
   DPO           200 steps × 32 pairs, β 0.1, lr 1e-5, π_ref = SFT (precomputed)
 Held-out evaluation (test split, never trained on): 500 pairs / lists /
@@ -32,7 +32,7 @@ import shutil
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/rewardjax_bench_reward_models", "Run directory.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every stage.")
@@ -114,6 +114,7 @@ def _random_f1(seed: int) -> float:
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # checkpoint chatter; progress bars stay
     import rewardjax.objectives  # noqa: F401
     from configs import dpo_arithmetic, prm_arithmetic, rm_arithmetic, sft_arithmetic
 
@@ -133,7 +134,7 @@ def main(argv):
     orm = _offline(_common(rm_arithmetic.get_config(f"model_path={sft_hf}"), _steps(1000), 5e-4))
     orm_eval = _train("orm", orm, cpu)
 
-    prm = _offline(_common(prm_arithmetic.get_config(f"model_path={sft_hf}"), _steps(1000), 5e-4))
+    prm = _offline(_common(prm_arithmetic.get_config(f"model_path={sft_hf}"), _steps(2000), 5e-4))
     prm_eval = _train("prm", prm, cpu)
 
     implicit = _offline(

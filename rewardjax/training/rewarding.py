@@ -123,6 +123,8 @@ class RewardComputer:
             )
             if model_scores is not None:
                 scores += weight * np.asarray(model_scores, np.float64)
+                if self.task is None and self._external is None and not correct.any():
+                    correct = np.asarray(model_scores) > 0.5
             if model_tokens is not None:
                 token_rewards = (
                     weight * model_tokens

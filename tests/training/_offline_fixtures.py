@@ -24,7 +24,9 @@ SFT_STEPS = 300
 def sft_config() -> ml_collections.ConfigDict:
     from configs import sft_arithmetic
 
-    c = sft_arithmetic.get_config("error_rate=0.3")
+    # Half of the demonstrations carry a wrong step: the policy copies that habit,
+    # which preference pairs (reference ≻ one wrong step) can then remove.
+    c = sft_arithmetic.get_config("error_rate=0.5")
     c.task.kwargs = dict(TASK)
     c.model.overrides = dict(MODEL_OVERRIDES)
     c.steps = SFT_STEPS
