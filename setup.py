@@ -12,6 +12,8 @@ CORE = [
     "absl-py>=2.1",
     "tensorflow-datasets>=4.9.7",
     "array-record>=0.5",
+    # tensorflow-datasets imports it without declaring it when TensorFlow is absent.
+    "importlib_resources>=6",
     "sentencepiece>=0.2",
     "tokenizers>=0.20",
     "jinja2>=3.1",
