@@ -5,7 +5,7 @@ r"""Reward models at a documented scale: ORM, PRM, implicit PRM and DPO from one
 Scale (arithmetic_chain, num_steps=3, operands 1..9; the `tiny` preset with
 four layers, char vocabulary):
   SFT           600 steps × 64 demonstrations (30% with a wrong step), lr 3e-3 cosine
-  ORM           1000 steps × 32 pairs (reference ≻ one propagated error), lr 5e-4, from SFT
+  ORM           5000 steps × 32 pairs (reference ≻ one propagated error), lr 5e-4, from SFT
   PRM           2000 steps × 32 step-labelled solutions (50% erroneous), lr 5e-4, from SFT
   implicit PRM  300 steps × 32 solutions, outcome cross-entropy, β 0.05, π_ref = SFT
   DPO           200 steps × 32 pairs, β 0.1, lr 1e-5, π_ref = SFT (precomputed)
@@ -131,7 +131,7 @@ def main(argv):
     sft_eval = _train("sft", sft, cpu)
     sft_hf = os.path.join(_WORKDIR.value, "sft", "hf")
 
-    orm = _offline(_common(rm_arithmetic.get_config(f"model_path={sft_hf}"), _steps(1000), 5e-4))
+    orm = _offline(_common(rm_arithmetic.get_config(f"model_path={sft_hf}"), _steps(5000), 5e-4))
     orm_eval = _train("orm", orm, cpu)
 
     prm = _offline(_common(prm_arithmetic.get_config(f"model_path={sft_hf}"), _steps(2000), 5e-4))

@@ -18,10 +18,11 @@ Modes:
         /dev/shm, copies the work directory into /tmp/sandbox, and forks the
         program with rlimits under an unprivileged uid. When the program exits,
         init exits, and the kernel kills everything left in the PID namespace
-        before init is reaped: nothing survives the launcher. `expose` is the
-        Python installation's directory: when one of its ancestors is closed
-        to others (e.g. /root), that ancestor is covered by an empty read-only
-        tmpfs holding only a bind mount of the installation at its own path.
+        before init is reaped: nothing survives the launcher. `expose` lists
+        the Python installation's directories (os.pathsep-separated): when an
+        ancestor of one is closed to others (e.g. /root, a 0700 temp dir), that
+        ancestor is covered by an empty read-only tmpfs holding only bind
+        mounts of the installations at their own paths.
   plain no namespaces: fork the program with rlimits, as `uid` when root.
 
 The status pipe is file descriptor 3 of a launcher. Lines written to it:
@@ -125,23 +126,28 @@ def make_tree_read_only():
                 raise
 
 
-def expose_installation(prefix):
-    """Makes `prefix` reachable for any uid, hiding the rest of a closed ancestor."""
-    blocked = None
-    path = ""
-    for comp in prefix.strip("/").split("/"):
-        path += "/" + comp
-        if not os.stat(path).st_mode & 0o001:
-            blocked = path
-            break
-    if blocked is None:
-        return
-    fd = os.open(prefix, os.O_PATH)
-    mount("tmpfs", blocked, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-    os.makedirs(prefix, 0o755)
-    mount(f"/proc/self/fd/{fd}", prefix, None, MS_BIND | MS_REC)
-    os.close(fd)
-    mount(None, blocked, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+def expose_installations(prefixes):
+    """Makes each prefix reachable for any uid, hiding the rest of closed ancestors.
+
+    For every prefix below a directory others cannot enter (e.g. /root, or a
+    0700 temp dir holding a virtualenv), that ancestor is covered by an empty
+    read-only tmpfs holding bind mounts of the prefixes at their own paths.
+    """
+    covers = {}  # blocked ancestor -> [(prefix, O_PATH fd)]
+    for prefix in prefixes:
+        path = ""
+        for comp in prefix.strip("/").split("/"):
+            path += "/" + comp
+            if not os.stat(path).st_mode & 0o001:
+                covers.setdefault(path, []).append((prefix, os.open(prefix, os.O_PATH)))
+                break
+    for blocked, entries in covers.items():
+        mount("tmpfs", blocked, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+        for prefix, fd in entries:
+            os.makedirs(prefix, 0o755, exist_ok=True)
+            mount(f"/proc/self/fd/{fd}", prefix, None, MS_BIND | MS_REC)
+            os.close(fd)
+        mount(None, blocked, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def copy_tree(src, dst, uid, gid):
@@ -224,7 +230,7 @@ def run_init(argv, limits, uid, gid, tmpfs_mb, expose):
     make_tree_read_only()
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
     if expose != "-":
-        expose_installation(expose)
+        expose_installations(expose.split(os.pathsep))
     opts = f"size={tmpfs_mb}m,nr_inodes=4096,mode=1777"
     mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts)
     if os.path.isdir("/dev/shm"):

@@ -291,6 +291,18 @@ _PYTHON_PREFIX = os.path.realpath(sys.base_prefix)
 if not _PYTHON.startswith(_PYTHON_PREFIX + os.sep):
     _PYTHON_PREFIX = os.path.dirname(os.path.dirname(_PYTHON))
 
+
+
+def _exposed_prefixes(site_packages: bool) -> list[str]:
+    """The installation the program runs from: the base interpreter, plus the
+    virtualenv (which may sit in a directory only its owner can enter)."""
+    prefixes = [_PYTHON_PREFIX]
+    venv = os.path.realpath(sys.prefix)
+    if site_packages and not (venv + os.sep).startswith(_PYTHON_PREFIX + os.sep):
+        prefixes.append(venv)
+    return prefixes
+
+
 # -S: no site-packages (stdlib only; faster start), -E: ignore PYTHON* vars,
 # -s: no user site, -B: no .pyc writes.
 _PYTHON_FLAGS = ("-S", "-E", "-s", "-B")
@@ -442,7 +454,7 @@ def _run(
             str(limits.max_file_mb << 20),
             str(limits.max_open_files),
             str(limits.tmpfs_mb),
-            _PYTHON_PREFIX,
+            os.pathsep.join(_exposed_prefixes(site_packages)),
             "--",
             *((sys.executable, "-E", "-s", "-B") if site_packages else (_PYTHON, *_PYTHON_FLAGS)),
             "main.py",

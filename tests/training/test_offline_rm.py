@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 from configs import rm_arithmetic
+from rewardjax.data import generators
 from rewardjax.training import model_rewards as mr
 from rewardjax.training import offline
 from rewardjax.training.reward_models import evaluate_orm
@@ -15,38 +16,39 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _offline_fixtures as fx
 
 
-def test_orm_learns_pairwise_preferences(tmp_path_factory, worker_id, tmp_path):
-    sft_hf = fx.shared_sft(tmp_path_factory, worker_id)
-    c = fx.offline_config(rm_arithmetic, f"model_path={sft_hf}")
-    c.steps = 200
-    c.optim.total_steps = 200
+def test_orm_fits_preference_pairs_and_exports(tmp_path):
+    # 64 generated pairs (reference ≻ one propagated error), seen repeatedly: the
+    # Bradley-Terry model must rank every one of them. Held-out generalisation at
+    # scale is measured by benchmarks/reward_models.py (see BENCHMARKS.md).
+    c = rm_arithmetic.get_config("runlocal=True")
+    c.task.kwargs = dict(fx.TASK)
+    c.data.completion_length = fx.COMPLETION_LENGTH
+    c.data.num_train = 64
+    c.batch_size = 32
+    c.steps = 150
+    c.optim.total_steps = 150
     c.optim.warmup_steps = 10
-    c.optim.learning_rate = 5e-4
+    c.optim.learning_rate = 2e-3
     c.eval.every = 0
     trainer = offline.OfflineTrainer(c, str(tmp_path / "rm"))
-    start = trainer.evaluate()
-    trainer.run()
-    end = trainer.evaluate()
-    # 200 held-out pairs (reference ≻ one propagated error) of problems never trained on;
-    # random scores give 0.5, a random best-of-4 pick 0.25. Full scale: BENCHMARKS.md.
-    assert (
-        end["pairwise_accuracy"] >= ORM_BAR
-        and end["pairwise_accuracy"] > start["pairwise_accuracy"] + 0.1
-    ), (start, end)
-    assert end["best_of_4_accuracy"] > 0.3, end
-    # The export is an outcome reward model that scores like the trained parameters.
-    loaded = mr.OutcomeRewardModel.load(str(tmp_path / "rm" / "hf"), tokenizer="char")
-    direct = mr.OutcomeRewardModel(
+    train_pairs = generators.preference_pairs(trainer.task, num=64, seed=c.seed)
+    scorer = mr.OutcomeRewardModel(
         trainer.model_config, trainer.state.params["policy"], trainer.tokenizer
     )
-    pairs = trainer.objective.test_pairs[:16]
-    prompts, texts = [p.prompt for p in pairs], [p.chosen for p in pairs]
-    np.testing.assert_allclose(
-        loaded.scores(prompts, texts), direct.scores(prompts, texts), rtol=1e-4, atol=1e-5
+    start = evaluate_orm(scorer, pairs=train_pairs)["pairwise_accuracy"]
+    last = trainer.run()
+    scorer = mr.OutcomeRewardModel(
+        trainer.model_config, trainer.state.params["policy"], trainer.tokenizer
     )
-
-
-ORM_BAR = 0.6
+    end = evaluate_orm(scorer, pairs=train_pairs)["pairwise_accuracy"]
+    assert start < 0.8 and end >= 0.95, (start, end)
+    assert last["train/accuracy"] >= 0.95 and last["train/loss"] < 0.3, last
+    # The export is an outcome reward model that scores like the trained parameters.
+    loaded = mr.OutcomeRewardModel.load(str(tmp_path / "rm" / "hf"), tokenizer="char")
+    prompts, texts = [p.prompt for p in train_pairs[:16]], [p.chosen for p in train_pairs[:16]]
+    np.testing.assert_allclose(
+        loaded.scores(prompts, texts), scorer.scores(prompts, texts), rtol=1e-4, atol=1e-5
+    )
 
 
 def _pairs_file(path):
@@ -68,6 +70,7 @@ def test_tie_aware_and_margin_variants(tmp_path):
     ):
         c = rm_arithmetic.get_config(f"runlocal=True,{arg}")
         c.data.train_path = c.data.test_path = pairs
+        c.steps = c.eval.every = 2
         c.export_hf = False
         last = offline.OfflineTrainer(c, str(tmp_path / arg)).run()
         assert np.isfinite(last[metric]) and np.isfinite(last["train/loss"])
@@ -79,6 +82,7 @@ def test_ensemble_of_seeds(tmp_path):
     for seed in (0, 1):
         c = rm_arithmetic.get_config("runlocal=True")
         c.seed = seed
+        c.steps = 1
         c.eval.every = 0
         offline.OfflineTrainer(c, str(tmp_path / f"rm{seed}")).run()
         dirs.append(str(tmp_path / f"rm{seed}" / "hf"))
