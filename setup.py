@@ -45,8 +45,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["rewardjax", "rewardjax.*"])
-    + ["rewardjax.kernels"],
+    packages=[*find_packages(include=["rewardjax", "rewardjax.*"]), "rewardjax.kernels"],
     package_dir={"rewardjax.kernels": "kernels"},
     install_requires=CORE,
     extras_require=EXTRAS,
