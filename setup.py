@@ -34,7 +34,14 @@ EXTRAS = {
     # Reference parity tests and peer benchmarks only. torch is pinned: an
     # unpinned torch resolves to a multi-GB CUDA build.
     "hf": ["torch==2.13.0", "transformers>=4.50", "trl>=0.20", "accelerate>=1.0", "datasets>=3.0"],
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "ruff>=0.6"],
+    "test": [
+        "pytest>=8",
+        "pytest-xdist>=3.5",
+        "nbclient>=0.10",
+        "nbformat>=5.10",
+        "ipykernel>=6.29",
+        "ruff>=0.6",
+    ],
     "notebooks": ["jupyter", "nbclient>=0.10", "ipykernel>=6.29"],
 }
 

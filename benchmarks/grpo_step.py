@@ -74,7 +74,9 @@ def build_checkpoint(path: str, hidden: int, layers: int) -> None:
         pad_token_id=0,
         bos_token_id=1,
     )
-    models.save_hf(path, config, jax.tree.map(lambda x: x, models.init_params(config, jax.random.key(0))))
+    models.save_hf(
+        path, config, jax.tree.map(lambda x: x, models.init_params(config, jax.random.key(0)))
+    )
     char_tokenizer_json(path)
 
 

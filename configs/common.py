@@ -191,7 +191,12 @@ def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
 # (model.path), the recipe of benchmarks/reward_models.py.
 _OFFLINE_KINDS = {
     "dpo": (dict(loss="dpo_sigmoid", kwargs=dict(beta=0.1)), 200, 1e-5, 32),
-    "rm": (dict(loss="bt_pairwise", kwargs=dict(center_coef=0.0), margin_scale=0.0), 1000, 5e-4, 32),
+    "rm": (
+        dict(loss="bt_pairwise", kwargs=dict(center_coef=0.0), margin_scale=0.0),
+        1000,
+        5e-4,
+        32,
+    ),
     "prm": (dict(loss="prm_step_bce", kwargs=dict(last_step_only=False)), 2000, 5e-4, 32),
     "implicit_prm": (dict(loss="implicit_prm", kwargs=dict(beta=0.05)), 300, 3e-4, 32),
 }

@@ -292,7 +292,6 @@ if not _PYTHON.startswith(_PYTHON_PREFIX + os.sep):
     _PYTHON_PREFIX = os.path.dirname(os.path.dirname(_PYTHON))
 
 
-
 def _exposed_prefixes(site_packages: bool) -> list[str]:
     """The installation the program runs from: the base interpreter, plus the
     virtualenv (which may sit in a directory only its owner can enter)."""
