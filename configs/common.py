@@ -221,6 +221,8 @@ def offline_base(kind: str, *, runlocal: bool = False) -> ml_collections.ConfigD
     c.model = model_block()
     c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
     c.objective = dict(kind=kind, **objective)
+    # Device mesh: sizes of the data / fsdp / tensor axes, -1 = the rest.
+    c.mesh = dict(data=-1, fsdp=1, tensor=1)
     c.data = dict(
         train_path="",
         test_path="",

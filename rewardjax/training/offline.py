@@ -24,7 +24,7 @@ import numpy as np
 from absl import logging
 
 import rewardjax.objectives  # noqa: F401  (registers the losses read by name)
-from rewardjax import models
+from rewardjax import models, parallel
 from rewardjax.data.iterators import DemonstrationIterator
 from rewardjax.data.tasks.base import Problem
 from rewardjax.registry import SFT_LOSSES, TASKS
@@ -202,12 +202,25 @@ class OfflineTrainer:
         )
         self.data = self.objective.data
         self.optimizer = make_optimizer(**c.optim)
-        self.state = TrainState.create(
-            {"policy": jax.tree.map(jnp.asarray, params)}, self.optimizer
-        )
-        self.update_fn = jax.jit(
+        # Params, optimizer state and batches live on one mesh (data, fsdp,
+        # tensor), as in the RL loop; the step is jitted with explicit shardings.
+        self.mesh = parallel.mesh_from_config(c.mesh)
+        state = TrainState.create({"policy": jax.tree.map(jnp.asarray, params)}, self.optimizer)
+        logical = {"policy": models.logical_axes(self.model_config, objective_cls.heads)}
+        self.state_sharding = parallel.state_shardings(state, self.mesh, logical)
+        self.state = jax.device_put(state, self.state_sharding)
+        micro_rows = c.batch_size // c.microbatches
+        parallel_rows = parallel.batch_parallelism(self.mesh)
+        if c.batch_size % c.microbatches or micro_rows % parallel_rows:
+            raise ValueError(
+                f"batch_size={c.batch_size} in {c.microbatches} micro-batches does not divide "
+                f"over the {parallel_rows} data-parallel shards of mesh {dict(self.mesh.shape)}"
+            )
+        self.update_fn = parallel.jit_step(
             make_update_step(self.objective.loss, self.optimizer, microbatches=c.microbatches),
-            donate_argnums=0,
+            self.mesh,
+            self.state_sharding,
+            parallel.batch_sharding(self.mesh),
         )
         self.step = 0
         self.writer = MetricWriter(workdir)
@@ -234,11 +247,13 @@ class OfflineTrainer:
         return {"train": self.state, "rng": jax.random.key_data(self.rng)}
 
     def _restore(self) -> None:
-        restored = self.checkpointer.restore_latest(self._checkpoint_state())
+        restored = self.checkpointer.restore_latest(
+            self._checkpoint_state(),
+            check=lambda meta: check_compatible(meta["model"], self._signature()),
+        )
         if restored is None:
             return
         step, state, meta = restored
-        check_compatible(meta["model"], self._signature())
         self.state = state["train"]
         self.rng = jax.random.wrap_key_data(state["rng"])
         self.data.set_state(meta["data"])
@@ -255,7 +270,7 @@ class OfflineTrainer:
         batch, metrics = self.objective.next_batch()
         self.rng, key = jax.random.split(self.rng)
         self.state, update_metrics = self.update_fn(
-            self.state, {k: jnp.asarray(v) for k, v in batch.items()}, key
+            self.state, parallel.shard_batch(batch, self.mesh), key
         )
         metrics.update({f"train/{k}": v for k, v in update_metrics.items()})
         self.step += 1
