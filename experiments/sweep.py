@@ -9,6 +9,8 @@ text after ":"). Runs with the same overrides apart from `seed` form a group;
 the table reports each group's mean final metric with a 95% stratified
 bootstrap interval over seeds (rliable), and `curves.png` plots the metric's
 mean curve per group. Outputs: results.json, results.md, curves.png.
+`--group=base` (repeatable) runs only the named groups, e.g. the seeds of the
+unmodified config.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ _METRIC = flags.DEFINE_string(
     "metric", "reward/mean", "Metric to tabulate: a metrics.jsonl key, or summary.json path (a.b)."
 )
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only list the runs.")
+_GROUPS = flags.DEFINE_multi_string(
+    "group", [], "Run only this group (its name in the table, e.g. base); repeatable; none: all."
+)
 _REPS = flags.DEFINE_integer("reps", 2000, "Bootstrap repetitions.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -58,6 +63,19 @@ def run_name(overrides: dict) -> str:
 
 def group_name(overrides: dict) -> str:
     return run_name({k: v for k, v in overrides.items() if k != "seed"})
+
+
+def select_groups(runs: list[dict], groups: list[str]) -> list[dict]:
+    """The runs of the named groups (all runs when `groups` is empty)."""
+    if not groups:
+        return runs
+    known = sorted({group_name(o) for o in runs})
+    unknown = sorted(set(groups) - set(known))
+    if unknown:
+        raise ValueError(
+            f"--group: unknown {', '.join(unknown)}; this sweep has {', '.join(known)}"
+        )
+    return [o for o in runs if group_name(o) in groups]
 
 
 def command(path: str, arg: str, overrides: dict, workdir: str) -> list[str]:
@@ -140,6 +158,7 @@ def plot(path: str, curves: dict[str, list[tuple[list[int], list[float]]]], metr
 def main(argv):
     del argv
     path, arg, runs = load_sweep(_CONFIG.value)
+    runs = select_groups(runs, _GROUPS.value)
     os.makedirs(_WORKDIR.value, exist_ok=True)
     jobs = [(o, os.path.join(_WORKDIR.value, run_name(o))) for o in runs]
     for overrides, run_dir in jobs:

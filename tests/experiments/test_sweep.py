@@ -82,3 +82,21 @@ def test_dry_run_lists_commands(tmp_path):
     assert any(
         "--config.optim.learning_rate=0.003" in line and "--config.seed=1" in line for line in lines
     )
+
+
+def test_group_flag_selects_runs(tmp_path):
+    config = tmp_path / "tiny_sweep.py"
+    config.write_text(CONFIG)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    base = [sys.executable, "-m", "experiments.sweep", f"--config={config}", "--dry_run"]
+
+    def listed(*flags):
+        cmd = [*base, f"--workdir={tmp_path}/w", *flags]
+        return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    result = listed("--group=optim.learning_rate=0.003")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if "experiments.train" in line]
+    assert len(lines) == 2 and all("learning_rate=0.003" in line for line in lines)
+    bad = listed("--group=nope")
+    assert bad.returncode != 0 and "unknown nope" in bad.stderr
