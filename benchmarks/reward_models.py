@@ -35,7 +35,11 @@ import numpy as np
 from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/rewardjax_bench_reward_models", "Run directory.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of every stage.")
+_SEEDS = flags.DEFINE_list(
+    "seeds",
+    ["0", "1", "2"],
+    "Seeds of the reward-model and DPO stages (the SFT start uses the first).",
+)
 _SCALE = flags.DEFINE_float("scale", 1.0, "Multiplies every stage's steps (0.1 for a smoke run).")
 _FRESH = flags.DEFINE_bool(
     "fresh", False, "Delete the workdir first (else finished stages are reused)."
@@ -49,8 +53,8 @@ def _steps(n: int) -> int:
     return max(round(n * _SCALE.value), 4)
 
 
-def _common(c, steps: int, lr: float):
-    c.seed = _SEED.value
+def _common(c, steps: int, lr: float, seed: int):
+    c.seed = seed
     c.steps = steps
     c.optim.learning_rate = lr
     c.optim.total_steps = steps
@@ -112,18 +116,43 @@ def _random_f1(seed: int) -> float:
     return float(np.mean(f1s))
 
 
+STAGES = ("orm", "prm", "implicit_prm", "dpo")
+# Each stage's headline metric in its evaluation, and the JSON key it is reported under.
+HEADLINE = {
+    "orm": ("pairwise_accuracy", "orm_pairwise_accuracy"),
+    "prm": ("processbench_f1", "prm_processbench_f1"),
+    "implicit_prm": ("tuned_processbench_f1", "implicit_prm_processbench_f1"),
+    "dpo": ("pass@1", "dpo_pass_at_1"),
+}
+
+
+def _stage_config(stage: str, sft_hf: str, seed: int):
+    from configs import dpo_arithmetic, prm_arithmetic, rm_arithmetic
+
+    steps, lr = STAGE_SCALE[stage]
+    make = {
+        "orm": lambda: rm_arithmetic.get_config(f"model_path={sft_hf}"),
+        "prm": lambda: prm_arithmetic.get_config(f"model_path={sft_hf}"),
+        "implicit_prm": lambda: prm_arithmetic.get_config(f"kind=implicit_prm,model_path={sft_hf}"),
+        "dpo": lambda: dpo_arithmetic.get_config(f"model_path={sft_hf}"),
+    }[stage]
+    return _offline(_common(make(), _steps(steps), lr, seed))
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # checkpoint chatter; progress bars stay
     import rewardjax.objectives  # noqa: F401
-    from configs import dpo_arithmetic, prm_arithmetic, rm_arithmetic, sft_arithmetic
+    from configs import sft_arithmetic
+    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
 
     if _FRESH.value:
         shutil.rmtree(_WORKDIR.value, ignore_errors=True)
     os.makedirs(_WORKDIR.value, exist_ok=True)
     cpu: dict[str, float] = {}
+    seeds = [int(s) for s in _SEEDS.value]
 
-    sft = _common(sft_arithmetic.get_config("error_rate=0.3"), _steps(600), 3e-3)
+    sft = _common(sft_arithmetic.get_config("error_rate=0.3"), _steps(600), 3e-3, seeds[0])
     sft.model.overrides = dict(LAYERS)
     sft.optim.warmup_steps = 30
     sft.optim.end_factor = 0.1
@@ -131,40 +160,35 @@ def main(argv):
     sft_eval = _train("sft", sft, cpu)
     sft_hf = os.path.join(_WORKDIR.value, "sft", "hf")
 
-    orm = _offline(_common(rm_arithmetic.get_config(f"model_path={sft_hf}"), _steps(5000), 5e-4))
-    orm_eval = _train("orm", orm, cpu)
+    evals: dict[str, list[dict]] = {stage: [] for stage in STAGES}
+    for seed in seeds:
+        for stage in STAGES:
+            name = f"{stage}_seed{seed}"
+            evals[stage].append(_train(name, _stage_config(stage, sft_hf, seed), cpu))
 
-    prm = _offline(_common(prm_arithmetic.get_config(f"model_path={sft_hf}"), _steps(2000), 5e-4))
-    prm_eval = _train("prm", prm, cpu)
+    # Mean and 95% bootstrap CI over seeds (rliable), as experiments/sweep.py tabulates.
+    headline = {key: [e[metric] for e in evals[stage]] for stage, (metric, key) in HEADLINE.items()}
+    headline["dpo_pass_at_1_gain"] = [p - sft_eval["pass@1"] for p in headline["dpo_pass_at_1"]]
+    intervals = mean_ci_over_seeds(headline, reps=2000)
+    result = {"bench": "reward_models", "seeds": seeds, "scale": _SCALE.value}
+    for key, row in intervals.items():
+        result[key] = row["mean"]
+        result[f"{key}_ci95"] = [row["ci_low"], row["ci_high"]]
+        result[f"{key}_per_seed"] = headline[key]
 
-    implicit = _offline(
-        _common(
-            prm_arithmetic.get_config(f"kind=implicit_prm,model_path={sft_hf}"), _steps(300), 3e-4
-        )
+    def mean(stage, metric):
+        return float(np.mean([e[metric] for e in evals[stage]]))
+
+    result.update(
+        orm_best_of_4_accuracy=mean("orm", "best_of_4_accuracy"),
+        prm_processbench_f1_tuned=mean("prm", "tuned_processbench_f1"),
+        prm_step_auroc=mean("prm", "step_auroc"),
+        implicit_prm_processbench_f1_at_0_5=mean("implicit_prm", "processbench_f1"),
+        implicit_prm_step_auroc=mean("implicit_prm", "step_auroc"),
+        random_processbench_f1=_random_f1(seeds[0]),
+        sft_pass_at_1=sft_eval["pass@1"],
+        cpu_s={k: round(v, 1) for k, v in cpu.items()},
     )
-    implicit_eval = _train("implicit_prm", implicit, cpu)
-
-    dpo = _offline(_common(dpo_arithmetic.get_config(f"model_path={sft_hf}"), _steps(200), 1e-5))
-    dpo_eval = _train("dpo", dpo, cpu)
-
-    result = {
-        "bench": "reward_models",
-        "seed": _SEED.value,
-        "scale": _SCALE.value,
-        "orm_pairwise_accuracy": orm_eval["pairwise_accuracy"],
-        "orm_best_of_4_accuracy": orm_eval["best_of_4_accuracy"],
-        "prm_processbench_f1": prm_eval["processbench_f1"],
-        "prm_processbench_f1_tuned": prm_eval["tuned_processbench_f1"],
-        "prm_step_auroc": prm_eval["step_auroc"],
-        "implicit_prm_processbench_f1": implicit_eval["tuned_processbench_f1"],
-        "implicit_prm_processbench_f1_at_0.5": implicit_eval["processbench_f1"],
-        "implicit_prm_step_auroc": implicit_eval["step_auroc"],
-        "random_processbench_f1": _random_f1(_SEED.value),
-        "sft_pass_at_1": sft_eval["pass@1"],
-        "dpo_pass_at_1": dpo_eval["pass@1"],
-        "dpo_pass_at_1_gain": dpo_eval["pass@1"] - sft_eval["pass@1"],
-        **{k: round(v, 1) for k, v in cpu.items()},
-    }
     print(json.dumps(result))
 
 

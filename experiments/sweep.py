@@ -112,23 +112,9 @@ def read_curve(run_dir: str, metric: str) -> tuple[list[int], list[float]]:
 
 def summarize(groups: dict[str, list[float]], reps: int) -> dict[str, dict[str, float]]:
     """Mean and 95% stratified-bootstrap CI per group (rliable; runs = seeds, one task)."""
-    from rliable import library as rly
+    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
 
-    scores = {name: np.asarray(v, np.float64).reshape(-1, 1) for name, v in groups.items() if v}
-    if not scores:
-        return {}
-    estimates, intervals = rly.get_interval_estimates(
-        scores, lambda x: np.array([np.mean(x)]), reps=reps, confidence_interval_size=0.95
-    )
-    return {
-        name: {
-            "mean": float(estimates[name][0]),
-            "ci_low": float(intervals[name][0][0]),
-            "ci_high": float(intervals[name][1][0]),
-            "num_seeds": len(groups[name]),
-        }
-        for name in scores
-    }
+    return mean_ci_over_seeds(groups, reps=reps)
 
 
 def plot(path: str, curves: dict[str, list[tuple[list[int], list[float]]]], metric: str) -> None:

@@ -284,3 +284,38 @@ def probability_of_improvement(
     tail = 100.0 * (1.0 - confidence) / 2.0
     low, high = np.percentile(np.concatenate(values), [tail, 100.0 - tail])
     return {"estimate": estimate, "ci_low": float(low), "ci_high": float(high)}
+
+
+def mean_ci_over_seeds(
+    groups: dict[str, Sequence[float]], *, reps: int = 2000, confidence: float = 0.95
+) -> dict[str, dict[str, float]]:
+    """Mean and percentile CI over seeds per group, with rliable's own interval estimator.
+
+    The table of `experiments/sweep.py` and of the benchmarks: each group is
+    one method on one task, its values one final score per seed.
+
+    Returns:
+      {group: {mean, ci_low, ci_high, num_seeds}} for every non-empty group.
+    """
+    from rliable import library as rly
+
+    _check_bootstrap(reps, confidence)
+    scores = {
+        name: _scores(np.reshape(np.asarray(v, np.float64), (-1, 1)), name)
+        for name, v in groups.items()
+        if len(v)
+    }
+    if not scores:
+        return {}
+    estimates, intervals = rly.get_interval_estimates(
+        scores, lambda x: np.array([np.mean(x)]), reps=reps, confidence_interval_size=confidence
+    )
+    return {
+        name: {
+            "mean": float(estimates[name][0]),
+            "ci_low": float(intervals[name][0][0]),
+            "ci_high": float(intervals[name][1][0]),
+            "num_seeds": len(groups[name]),
+        }
+        for name in scores
+    }

@@ -124,3 +124,16 @@ def test_bad_input():
         rliable_aggregates([[1.0]], reps=0)
     with pytest.raises(ValueError, match="confidence must be in"):
         rliable_aggregates([[1.0]], reps=10, confidence=95)
+
+
+def test_mean_ci_over_seeds_brackets_the_mean():
+    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
+
+    np.random.seed(0)  # rliable's bootstrap draws from numpy's global RNG
+    out = mean_ci_over_seeds({"a": [0.8, 0.9, 0.85], "const": [0.5] * 3, "empty": []}, reps=500)
+    assert set(out) == {"a", "const"}
+    a = out["a"]
+    assert a["num_seeds"] == 3 and abs(a["mean"] - 0.85) < 1e-12
+    # Percentile interval of resampled means: inside the seeds' range, around the mean.
+    assert 0.8 <= a["ci_low"] < 0.85 < a["ci_high"] <= 0.9
+    assert out["const"]["ci_low"] == out["const"]["ci_high"] == 0.5
