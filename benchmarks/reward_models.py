@@ -47,6 +47,13 @@ _FRESH = flags.DEFINE_bool(
 
 LAYERS = {"num_layers": 4}
 NUM_EVAL = 500
+# (steps, learning rate) of each stage, all from the SFT checkpoint, batch 32.
+STAGE_SCALE = {
+    "orm": (5000, 5e-4),
+    "prm": (2000, 5e-4),
+    "implicit_prm": (300, 3e-4),
+    "dpo": (200, 1e-5),
+}
 
 
 def _steps(n: int) -> int:
