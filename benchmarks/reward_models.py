@@ -1,15 +1,17 @@
 r"""Reward models at a documented scale: ORM, PRM, implicit PRM and DPO from one SFT start.
 
-  python -m benchmarks.reward_models --workdir /tmp/bench_rm --seed 0
+  python -m benchmarks.reward_models --workdir /tmp/bench_rm --seeds 0,1,2
 
 Scale (arithmetic_chain, num_steps=3, operands 1..9; the `tiny` preset with
-four layers, char vocabulary):
-  SFT           600 steps × 64 demonstrations (30% with a wrong step), lr 3e-3 cosine
-  ORM           5000 steps × 32 pairs (reference ≻ one propagated error), lr 5e-4, from SFT
-  PRM           2000 steps × 32 step-labelled solutions (50% erroneous), lr 5e-4, from SFT
-  implicit PRM  300 steps × 32 solutions, outcome cross-entropy, β 0.05, π_ref = SFT
-  DPO           200 steps × 32 pairs, β 0.1, lr 1e-5, π_ref = SFT (precomputed)
-Held-out evaluation (test split, never trained on): 500 pairs / lists /
+four layers, char vocabulary; each stage's steps and learning rate in
+STAGE_SCALE below, batch 32, cosine schedule):
+  SFT           600 steps × 64 demonstrations (30% with a wrong step), lr 3e-3
+  ORM           pairs (reference ≻ one propagated error), from SFT
+  PRM           step-labelled solutions (50% erroneous), from SFT
+  implicit PRM  solutions, outcome cross-entropy, β 0.05, π_ref = SFT
+  DPO           pairs, β 0.1, π_ref = SFT (precomputed)
+The SFT start is trained once (first seed); every other stage runs once per
+seed. Held-out evaluation (test split, never trained on): 500 pairs / lists /
 solutions; ProcessBench τ tuned on 500 train-split solutions of another
 seed; pass@1 on 200 problems × 16 samples for SFT and DPO alike.
 
@@ -17,11 +19,13 @@ Four layers, not the preset's two: a two-layer model learns to generate the
 arithmetic but not to verify it from a scalar head in this budget (its
 ORM/PRM stay at positional-cue level), while four layers can.
 
-Prints a JSON line last: orm_pairwise_accuracy, orm_best_of_4_accuracy,
-prm_processbench_f1 (τ = 0.5) and prm_processbench_f1_tuned,
-implicit_prm_processbench_f1 (tuned τ; the τ = 0.5 figure beside it),
-random_processbench_f1 (uniform random step scores), sft_pass_at_1,
-dpo_pass_at_1, dpo_pass_at_1_gain, and the CPU seconds of each stage.
+Prints a JSON line last. Headline figures are means over seeds with a 95%
+bootstrap interval (`<key>_ci95`, rliable, as in experiments/sweep.py) and the
+per-seed values (`<key>_per_seed`): orm_pairwise_accuracy,
+prm_processbench_f1 (τ = 0.5), implicit_prm_processbench_f1 (tuned τ),
+dpo_pass_at_1 and dpo_pass_at_1_gain (over sft_pass_at_1). Beside them:
+orm_best_of_4_accuracy, prm_processbench_f1_tuned, step AUROCs,
+random_processbench_f1 (uniform random step scores) and CPU seconds per stage.
 """
 
 from __future__ import annotations
