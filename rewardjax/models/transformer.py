@@ -36,8 +36,9 @@ class KVCache(NamedTuple):
     """Per-layer keys and values, stacked on the scanned layer axis.
 
     Attributes:
-      k: [num_layers, B, S, K, Dh] keys at cache slots 0..S-1.
-      v: [num_layers, B, S, K, Dh] values.
+      k: [num_layers, B, K, S, Dh] keys at cache slots 0..S-1 (KV heads before
+        slots: single-query attention reads each head's keys contiguously).
+      v: [num_layers, B, K, S, Dh] values.
     """
 
     k: Array
@@ -46,9 +47,23 @@ class KVCache(NamedTuple):
 
 def init_cache(config: ModelConfig, batch: int, max_length: int, dtype=None) -> KVCache:
     """An all-zero cache of `max_length` slots for `batch` rows."""
-    shape = (config.num_layers, batch, max_length, config.num_kv_heads, config.resolved_head_dim)
+    shape = (config.num_layers, batch, config.num_kv_heads, max_length, config.resolved_head_dim)
     dtype = dtype or config.jnp_dtype
     return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+
+def write_cache(
+    cache: KVCache,
+    new_kv: tuple[Array, Array],  # keys, values [num_layers, B, T, K, Dh] of T new tokens
+    cache_index: Array | int,  # their first slot
+) -> KVCache:
+    """The cache with the new keys and values written at slots cache_index.. (all layers at once)."""
+    start = (0, 0, 0, cache_index, 0)
+    k, v = (x.swapaxes(2, 3).astype(cache.k.dtype) for x in new_kv)
+    return KVCache(
+        jax.lax.dynamic_update_slice(cache.k, k, start),
+        jax.lax.dynamic_update_slice(cache.v, v, start),
+    )
 
 
 def rope_inverse_frequencies(config: ModelConfig) -> np.ndarray:
@@ -137,9 +152,15 @@ class Attention(nn.Module):
         x: Array,  # [B, T, D]
         positions: Array,  # [B, T] int32 RoPE positions
         mask: Array,  # [B, T, S] bool: query t may attend key slot s
-        cache: tuple[Array, Array] | None,  # ([B, S, K, Dh], [B, S, K, Dh]) or None
-        cache_index: Array | int,  # first cache slot written by this call
+        cache: tuple[Array, Array] | None,  # ([B, K, S, Dh], [B, K, S, Dh]) or None
+        cache_index: Array | int,  # first cache slot of this call's tokens
     ) -> tuple[Array, tuple[Array, Array] | None]:
+        """Returns (output [B, T, D], this call's new (keys, values) [B, T, K, Dh] or None).
+
+        The cache is only read here: the caller writes the new keys and values
+        into it once for all layers (`Decoder.decode`), so the scan over layers
+        does not carry (and copy) the whole cache.
+        """
         c = self.config
         heads, kv_heads, head_dim = c.num_heads, c.num_kv_heads, c.resolved_head_dim
         common = dict(dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype)
@@ -164,21 +185,39 @@ class Attention(nn.Module):
         q = apply_rope(q, positions, inv_freq)
         k = apply_rope(k, positions, inv_freq)
 
-        if cache is not None:
-            k_cache, v_cache = cache
-            start = (0, cache_index, 0, 0)
-            k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), start)
-            v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), start)
-            cache = (k_cache, v_cache)
-            k, v = k_cache.astype(c.jnp_dtype), v_cache.astype(c.jnp_dtype)
-
         batch, length = q.shape[:2]
         q = q.reshape(batch, length, kv_heads, heads // kv_heads, head_dim)
+        scale = head_dim**-0.5
+        new_kv = None if cache is None else (k, v)
+        if cache is not None and not (isinstance(cache_index, int) and cache_index == 0):
+            # Cached slots [0, cache_index) from the cache, this call's from k and v:
+            # one softmax over both.
+            k_cache, v_cache = cache
+            slots = k_cache.shape[2]
+            cached = mask & (jnp.arange(slots) < cache_index)[None, None, :]
+            mask = jax.lax.dynamic_slice_in_dim(mask, cache_index, length, axis=2)
+            s_cache = jnp.einsum(
+                "btkgd,bksd->bkgts",
+                q,
+                k_cache.astype(c.jnp_dtype),
+                preferred_element_type=jnp.float32,
+            )
+            s_cache = jnp.where(cached[:, None, None], s_cache * scale, _MASK_VALUE)
+        else:
+            # No cache, or a prefill at slot 0: nothing cached to read.
+            s_cache = None
+            mask = mask[:, :, :length] if cache is not None else mask
         scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
-        scores = scores * (head_dim**-0.5)
-        scores = jnp.where(mask[:, None, None], scores, _MASK_VALUE)
-        probs = jax.nn.softmax(scores, axis=-1).astype(c.jnp_dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(batch, length, heads, head_dim)
+        scores = jnp.where(mask[:, None, None], scores * scale, _MASK_VALUE)
+        if s_cache is None:
+            probs = jax.nn.softmax(scores, axis=-1).astype(c.jnp_dtype)
+            out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
+        else:
+            probs = jax.nn.softmax(jnp.concatenate([s_cache, scores], axis=-1), axis=-1)
+            probs = probs.astype(c.jnp_dtype)
+            out = jnp.einsum("bkgts,bksd->btkgd", probs[..., :slots], v_cache.astype(c.jnp_dtype))
+            out = out + jnp.einsum("bkgts,bskd->btkgd", probs[..., slots:], v)
+        out = out.reshape(batch, length, heads, head_dim)
         out = nn.DenseGeneral(
             c.hidden_size,
             axis=(-2, -1),
@@ -187,7 +226,7 @@ class Attention(nn.Module):
             name="o_proj",
             **common,
         )(out)
-        return out, cache
+        return out, new_kv
 
 
 class MLP(nn.Module):
@@ -378,8 +417,8 @@ class Decoder(nn.Module):
         query_slot = cache_index + jnp.arange(length)
         causal = jnp.arange(slots)[None, :] <= query_slot[:, None]  # [T, S]
         mask = causal[None] & (slot_mask[:, None, :] > 0)
-        hidden, (k, v) = self._backbone(tokens, positions, mask, (cache.k, cache.v), cache_index)
-        return self._logits(hidden), KVCache(k, v)
+        hidden, new_kv = self._backbone(tokens, positions, mask, (cache.k, cache.v), cache_index)
+        return self._logits(hidden), write_cache(cache, new_kv, cache_index)
 
 
 def build(config: ModelConfig, heads: Sequence[str] = ("lm",)) -> Decoder:

@@ -56,8 +56,8 @@ DEFAULT_RULES: tuple[tuple[str, MeshAxes], ...] = (
     (CATCH_ALL, None),
 )
 
-# Logical names of a KVCache leaf [num_layers, B, S, K, Dh].
-KV_CACHE_AXES = ("layers", "act_batch", "act_length", "act_kv_heads", "act_head_dim")
+# Logical names of a KVCache leaf [num_layers, B, K, S, Dh].
+KV_CACHE_AXES = ("layers", "act_batch", "act_kv_heads", "act_length", "act_head_dim")
 
 
 def _is_spec(x) -> bool:
@@ -334,7 +334,7 @@ def state_shardings(
 
 
 def kv_cache_sharding(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> NamedSharding:
-    """Sharding of a KVCache leaf [num_layers, B, S, K, Dh]: batch over the data
+    """Sharding of a KVCache leaf [num_layers, B, K, S, Dh]: batch over the data
     axes, KV heads over tensor (a prefix for the whole KVCache)."""
     return NamedSharding(mesh, logical_to_spec(KV_CACHE_AXES, rules, what="KV cache"))
 

@@ -21,7 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewardjax.models.config import ModelConfig
-from rewardjax.models.transformer import Decoder, KVCache, build, default_positions, init_cache
+from rewardjax.models.transformer import (
+    Decoder,
+    KVCache,
+    build,
+    default_positions,
+    init_cache,
+    write_cache,
+)
 from rewardjax.types import SampleOutput
 
 Array = jax.Array
@@ -108,8 +115,8 @@ def _prefill(
     length, slots = tokens.shape[1], slot_mask.shape[1]
     causal = jnp.arange(slots)[None, :] <= jnp.arange(length)[:, None]  # [L, S]
     mask = causal[None] & (slot_mask[:, None, :] > 0)
-    hidden, (k, v) = model._backbone(tokens, positions, mask, (cache.k, cache.v), 0)
-    return model.apply_heads(hidden[:, -1]), KVCache(k, v)
+    hidden, new_kv = model._backbone(tokens, positions, mask, (cache.k, cache.v), 0)
+    return model.apply_heads(hidden[:, -1]), write_cache(cache, new_kv, 0)
 
 
 @functools.partial(
@@ -277,7 +284,7 @@ def generate(
       max_length: longest prompt + completion the cache may hold (default:
         config.max_position_embeddings).
       kv_cache: False recomputes the full sequence each step (benchmarks).
-      cache_sharding: optional NamedSharding of the KV cache [layers, B, S, K, Dh]
+      cache_sharding: optional NamedSharding of the KV cache [layers, B, K, S, Dh]
         (`rewardjax.parallel.kv_cache_sharding(mesh)`).
 
     Returns:

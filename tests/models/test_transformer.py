@@ -242,7 +242,7 @@ def test_cached_decode_equals_full_forward(family):
     real = mask > 0
     np.testing.assert_allclose(cached[real], np.asarray(full)[real], atol=1e-5)
     # Slots never written stay zero.
-    assert not np.any(np.asarray(cache.k)[:, :, prompt_len + steps :])
+    assert not np.any(np.asarray(cache.k)[:, :, :, prompt_len + steps :])
 
 
 def _token_nll(params, tokens, mask, config):

@@ -103,7 +103,7 @@ def layout() -> dict:
     parts = parallel.split_mesh(
         parallel.make_mesh(data=8), {"policy": 4, "reference": 2, "reward": 2}
     )
-    cache = jax.ShapeDtypeStruct((2, 8, 16, 2, 16), np.float32)
+    cache = jax.ShapeDtypeStruct((2, 8, 2, 16, 16), np.float32)  # [L, B, K, S, Dh]
     kv = parallel.kv_cache_sharding(mesh)
     batch = parallel.host_local_batch_to_global({"x": np.arange(16).reshape(8, 2)}, mesh)
     sliced = parallel.local_batch_slice(8, mesh)

@@ -65,7 +65,7 @@ def test_mesh_layout_on_eight_devices(results):
     assert r["split"] == {"policy": [0, 1, 2, 3], "reference": [4, 5], "reward": [6, 7]}
     assert r["split_shapes"] == {"policy": [4, 1, 1], "reference": [2, 1, 1], "reward": [2, 1, 1]}
     # KV cache [layers=2, B=8, S=16, K=2, Dh=16] → B/(data·fsdp)=2, K/tensor=1.
-    assert r["kv_shard"] == [2, 2, 16, 1, 16]
+    assert r["kv_shard"] == [2, 2, 1, 16, 16]
     # One process holds every row: the global batch is the local one, split 4 ways.
     assert r["global_batch_shape"] == [8, 2]
     assert r["global_batch_shard"] == [2, 2]

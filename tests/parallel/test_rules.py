@@ -146,8 +146,8 @@ def test_batch_and_cache_shardings():
     with pytest.raises(ValueError, match=r"tokens has 6 rows.*data=2×fsdp=2 = 4"):
         parallel.check_batch({"tokens": np.zeros((6, 3))}, mesh)
     parallel.check_batch({"tokens": np.zeros((8, 3))}, mesh)
-    # [layers, B, S, K, Dh]: batch over data×fsdp, KV heads over tensor.
-    assert parallel.kv_cache_sharding(mesh).spec == P(None, ("data", "fsdp"), None, "tensor", None)
+    # [layers, B, K, S, Dh]: batch over data×fsdp, KV heads over tensor.
+    assert parallel.kv_cache_sharding(mesh).spec == P(None, ("data", "fsdp"), "tensor", None, None)
     assert parallel.CATCH_ALL not in dict(parallel.activation_rules())
 
 
