@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import jax
@@ -83,6 +84,7 @@ def _plot(path: str, before: dict, after: dict, rl_metrics_file: str) -> None:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    start = time.time()
     sft_dir = os.path.join(workdir, "sft")
     rl_dir = os.path.join(workdir, "rl")
     rng = jax.random.key(config.seed)
@@ -119,9 +121,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         "samples_per_problem": int(before.correct.shape[1]),
         "sft": before_summary,
         "rl": after_summary,
+        "pass_at_1_before": before_summary["pass@1"],
+        "pass_at_1_after": after_summary["pass@1"],
         "pass@1_gain": after_summary["pass@1"] - before_summary["pass@1"],
+        "n_heldout": int(before.correct.shape[0]),
         "sft_steps": sft_config.steps,
         "rl_steps": rl_config.steps,
+        # SFT, both evaluations and GRPO, from the start of this call (compiles included).
+        "wall_s": time.time() - start,
     }
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "summary.json"), "w") as f:

@@ -28,3 +28,5 @@ def test_quickstart_improves_heldout_pass_at_1(tmp_path):
     assert (tmp_path / "quickstart.png").stat().st_size > 0
     written = json.loads((tmp_path / "summary.json").read_text())
     assert written["pass@1_gain"] == summary["pass@1_gain"]
+    assert written["pass_at_1_before"] == before and written["pass_at_1_after"] == after
+    assert written["n_heldout"] == 200 and written["wall_s"] > 0
