@@ -46,7 +46,9 @@ _SFT_SEED = flags.DEFINE_integer(
 )
 _SCALE = flags.DEFINE_float("scale", 1.0, "Multiplies every stage's steps (0.1 for a smoke run).")
 _FRESH = flags.DEFINE_bool(
-    "fresh", False, "Delete the workdir first (else finished stages are reused)."
+    "fresh",
+    False,
+    "Delete the workdir first (else finished stages, those with eval.json, are reused).",
 )
 
 LAYERS = {"num_layers": 4}
@@ -93,6 +95,15 @@ def _train(name: str, config, cpu: dict, *, evaluate: bool = True) -> dict:
     from rewardjax.training import offline
 
     workdir = os.path.join(_WORKDIR.value, name)
+    done = os.path.join(workdir, "eval.json")
+    if os.path.exists(done):  # a finished stage (this run or an earlier one)
+        with open(done) as f:
+            result = json.load(f)
+        if os.path.exists(os.path.join(workdir, "cpu.json")):
+            with open(os.path.join(workdir, "cpu.json")) as f:
+                cpu.update(json.load(f))
+        print(name, "(reused)", json.dumps(_rounded(result)), flush=True)
+        return result
     start = time.process_time()
     trainer = offline.OfflineTrainer(config, workdir)
     trainer.run()
@@ -102,14 +113,16 @@ def _train(name: str, config, cpu: dict, *, evaluate: bool = True) -> dict:
         start = time.process_time()
         result = trainer.evaluate()
         cpu[f"{name}_eval_cpu_s"] = time.process_time() - start
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
+    with open(os.path.join(workdir, "cpu.json"), "w") as f:
+        json.dump({k: v for k, v in cpu.items() if k.startswith(f"{name}_")}, f)
+    with open(done, "w") as f:
         json.dump(result, f, indent=2)
-    print(
-        name,
-        json.dumps({k: round(v, 4) for k, v in result.items() if isinstance(v, float)}),
-        flush=True,
-    )
+    print(name, json.dumps(_rounded(result)), flush=True)
     return result
+
+
+def _rounded(result: dict) -> dict:
+    return {k: round(v, 4) for k, v in result.items() if isinstance(v, float)}
 
 
 def _random_f1(seed: int) -> float:
