@@ -235,6 +235,13 @@ def offline_base(kind: str, *, runlocal: bool = False) -> ml_collections.ConfigD
         completion_length=48,
         max_steps=8,
         step_separator="\n",
+        # Training pairs of dpo and rm: "task" (generated: reference ≻ one
+        # injected error; or train_path) or "policy" (the initial model's own
+        # samples graded by the task, policy_samples per problem; one pair per
+        # problem with both outcomes).
+        pairs_from="task",
+        policy_samples=8,
+        policy_temperature=1.0,
     )
     # The frozen π_ref of dpo and implicit_prm: an HF directory, or empty for a
     # copy of the initial model. precompute: reference log-probs once for the

@@ -4,8 +4,10 @@ r"""A Bradley-Terry outcome reward model on arithmetic-chain preference pairs.
   python -m experiments.train --config configs/rm_arithmetic.py:runlocal=True --workdir /tmp/rm_local
 
 Pairs are (reference solution ≻ a solution with one propagated error),
-generated with exact labels; the held-out evaluation reports pairwise and
-best-of-4 accuracy, calibration and score-correctness correlation. An
+generated with exact labels, or, with `--config.data.pairs_from=policy`, the
+start policy's own samples graded by the task (a correct ≻ an incorrect one);
+the held-out evaluation reports pairwise and best-of-4 accuracy, calibration
+and score-correctness correlation. An
 ensemble is K runs with different seeds (`sweep`), combined at use time by
 `orm_ensemble_reward` or `experiments/evaluate.py --checkpoint=a,b,c`.
 """

@@ -26,7 +26,12 @@ from rewardjax.registry import PREFERENCE_LOSSES
 from rewardjax.tokenizers import Tokenizer
 from rewardjax.training import forward
 from rewardjax.training.model_rewards import check_reference_vocab
-from rewardjax.training.offline_data import ArrayBatches, encode_pairs, load_records
+from rewardjax.training.offline_data import (
+    ArrayBatches,
+    encode_pairs,
+    load_records,
+    train_pairs,
+)
 from rewardjax.training.rollout import sample_and_grade
 
 Array = jax.Array
@@ -171,7 +176,9 @@ class PreferenceObjective:
         lengths = dict(
             prompt_length=c.data.prompt_length, completion_length=c.data.completion_length
         )
-        train = load_records(c.data, task, "preference_pairs", split="train", seed=c.seed)
+        train = train_pairs(
+            c.data, task, seed=c.seed, model_config=model_config, params=params, tokenizer=tokenizer
+        )
         arrays = encode_pairs(
             tokenizer, train, source=c.data.train_path or "generated train pairs", **lengths
         )

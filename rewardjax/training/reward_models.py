@@ -53,6 +53,7 @@ from rewardjax.training.offline_data import (
     first_error_label,
     load_records,
     outcome_label,
+    train_pairs,
 )
 from rewardjax.training.preference import load_reference
 
@@ -274,12 +275,14 @@ def make_rm_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict, ma
 
 
 class _PairData:
-    def _pairs(self, config, tokenizer, task):
+    def _pairs(self, config, tokenizer, task, *, model_config, params):
         c = config
         lengths = dict(
             prompt_length=c.data.prompt_length, completion_length=c.data.completion_length
         )
-        train = load_records(c.data, task, "preference_pairs", split="train", seed=c.seed)
+        train = train_pairs(
+            c.data, task, seed=c.seed, model_config=model_config, params=params, tokenizer=tokenizer
+        )
         arrays = encode_pairs(
             tokenizer, train, source=c.data.train_path or "generated train pairs", **lengths
         )
@@ -298,7 +301,7 @@ class RewardModelObjective(_PairData):
     def __init__(self, config, *, tokenizer: Tokenizer, model_config, model, params, task):
         c = self.config = config
         self.tokenizer, self.model_config, self.task = tokenizer, model_config, task
-        self.data = self._pairs(c, tokenizer, task)
+        self.data = self._pairs(c, tokenizer, task, model_config=model_config, params=params)
         self.loss = make_rm_loss(
             model,
             loss_name=c.objective.loss,
