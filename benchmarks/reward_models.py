@@ -12,7 +12,8 @@ STAGE_SCALE below, batch 32, cosine schedule):
   DPO           pairs, β 0.1, π_ref = SFT (precomputed)
 The SFT start is trained once (--sft_seed); every other stage runs once per
 seed, so seeds can run in separate processes on one workdir and a last run
-over all of them (reusing the finished stages) prints the aggregate. Held-out evaluation (test split, never trained on): 500 pairs / lists /
+over all of them (reusing the finished stages) prints the aggregate.
+Held-out evaluation (test split, never trained on): 500 pairs / lists /
 solutions; ProcessBench τ tuned on 500 train-split solutions of another
 seed; pass@1 on 200 problems × 16 samples for SFT and DPO alike.
 
@@ -95,12 +96,12 @@ def _train(name: str, config, cpu: dict, *, evaluate: bool = True) -> dict:
     from rewardjax.training import offline
 
     workdir = os.path.join(_WORKDIR.value, name)
-    done = os.path.join(workdir, "eval.json")
+    done, cpu_file = os.path.join(workdir, "eval.json"), os.path.join(workdir, "cpu.json")
     if os.path.exists(done):  # a finished stage (this run or an earlier one)
         with open(done) as f:
             result = json.load(f)
-        if os.path.exists(os.path.join(workdir, "cpu.json")):
-            with open(os.path.join(workdir, "cpu.json")) as f:
+        if os.path.exists(cpu_file):
+            with open(cpu_file) as f:
                 cpu.update(json.load(f))
         print(name, "(reused)", json.dumps(_rounded(result)), flush=True)
         return result
@@ -113,7 +114,7 @@ def _train(name: str, config, cpu: dict, *, evaluate: bool = True) -> dict:
         start = time.process_time()
         result = trainer.evaluate()
         cpu[f"{name}_eval_cpu_s"] = time.process_time() - start
-    with open(os.path.join(workdir, "cpu.json"), "w") as f:
+    with open(cpu_file, "w") as f:
         json.dump({k: v for k, v in cpu.items() if k.startswith(f"{name}_")}, f)
     with open(done, "w") as f:
         json.dump(result, f, indent=2)

@@ -29,6 +29,7 @@ __all__ = [
     "ArrayBatches",
     "encode_pairs",
     "encode_step_records",
+    "encode_train_pairs",
     "first_error_label",
     "load_records",
     "outcome_label",
@@ -114,6 +115,23 @@ def train_pairs(data_cfg, task, *, seed: int, model_config, params, tokenizer) -
             "that solves some of them (model.path) or raise data.policy_samples"
         )
     return pairs
+
+
+def encode_train_pairs(config, task, *, tokenizer, model_config, params) -> dict[str, np.ndarray]:
+    """The dpo and rm kinds' training pairs (`train_pairs`), encoded by `encode_pairs`."""
+    c = config
+    sampled = c.data.get("pairs_from", "task") == "policy"
+    source = c.data.train_path or ("policy-sampled" if sampled else "generated") + " train pairs"
+    pairs = train_pairs(
+        c.data, task, seed=c.seed, model_config=model_config, params=params, tokenizer=tokenizer
+    )
+    return encode_pairs(
+        tokenizer,
+        pairs,
+        prompt_length=c.data.prompt_length,
+        completion_length=c.data.completion_length,
+        source=source,
+    )
 
 
 def policy_pairs(problems, candidates, *, seed: int) -> list[PreferencePair]:

@@ -29,8 +29,8 @@ from rewardjax.training.model_rewards import check_reference_vocab
 from rewardjax.training.offline_data import (
     ArrayBatches,
     encode_pairs,
+    encode_train_pairs,
     load_records,
-    train_pairs,
 )
 from rewardjax.training.rollout import sample_and_grade
 
@@ -173,21 +173,19 @@ class PreferenceObjective:
         self._policy_fn = jax.jit(
             functools.partial(sequence_logprob_sums, model, impl=c.logprob_impl)
         )
-        lengths = dict(
-            prompt_length=c.data.prompt_length, completion_length=c.data.completion_length
-        )
-        train = train_pairs(
-            c.data, task, seed=c.seed, model_config=model_config, params=params, tokenizer=tokenizer
-        )
-        arrays = encode_pairs(
-            tokenizer, train, source=c.data.train_path or "generated train pairs", **lengths
+        arrays = encode_train_pairs(
+            c, task, tokenizer=tokenizer, model_config=model_config, params=params
         )
         if c.reference.precompute:
             arrays.update(self._reference_sums(arrays))
         self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
         test = load_records(c.data, task, "preference_pairs", split="test", seed=c.seed)
         self.test = encode_pairs(
-            tokenizer, test, source=c.data.test_path or "generated test pairs", **lengths
+            tokenizer,
+            test,
+            prompt_length=c.data.prompt_length,
+            completion_length=c.data.completion_length,
+            source=c.data.test_path or "generated test pairs",
         )
         self.test.update(self._reference_sums(self.test))
         self.loss = make_preference_loss(

@@ -48,12 +48,11 @@ from rewardjax.training.model_rewards import (
 )
 from rewardjax.training.offline_data import (
     ArrayBatches,
-    encode_pairs,
     encode_step_records,
+    encode_train_pairs,
     first_error_label,
     load_records,
     outcome_label,
-    train_pairs,
 )
 from rewardjax.training.preference import load_reference
 
@@ -274,22 +273,7 @@ def make_rm_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict, ma
     return rm_loss
 
 
-class _PairData:
-    def _pairs(self, config, tokenizer, task, *, model_config, params):
-        c = config
-        lengths = dict(
-            prompt_length=c.data.prompt_length, completion_length=c.data.completion_length
-        )
-        train = train_pairs(
-            c.data, task, seed=c.seed, model_config=model_config, params=params, tokenizer=tokenizer
-        )
-        arrays = encode_pairs(
-            tokenizer, train, source=c.data.train_path or "generated train pairs", **lengths
-        )
-        return ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
-
-
-class RewardModelObjective(_PairData):
+class RewardModelObjective:
     """objective.kind = "rm": a Bradley-Terry ORM on preference pairs.
 
     Config keys read: objective.{loss, kwargs, margin_scale}, data.*, eval.num_records.
@@ -301,7 +285,10 @@ class RewardModelObjective(_PairData):
     def __init__(self, config, *, tokenizer: Tokenizer, model_config, model, params, task):
         c = self.config = config
         self.tokenizer, self.model_config, self.task = tokenizer, model_config, task
-        self.data = self._pairs(c, tokenizer, task, model_config=model_config, params=params)
+        arrays = encode_train_pairs(
+            c, task, tokenizer=tokenizer, model_config=model_config, params=params
+        )
+        self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
         self.loss = make_rm_loss(
             model,
             loss_name=c.objective.loss,
