@@ -67,7 +67,7 @@ from rewardjax.models import hf  # noqa: E402
 from rewardjax.objectives.sft import sft_nll_loss  # noqa: E402
 from rewardjax.training import forward  # noqa: E402
 from rewardjax.training.optim import make_optimizer  # noqa: E402
-from rewardjax.training.rl import make_rl_loss  # noqa: E402
+from rewardjax.training.rl_loss import make_rl_loss  # noqa: E402
 from rewardjax.training.step import TrainState, make_update_step  # noqa: E402
 
 REAL_PRESETS = "qwen2.5-0.5b,qwen2.5-1.5b,llama-3.2-1b"

@@ -13,7 +13,7 @@ from rewardjax import models, sampling
 from rewardjax.registry import REWARDS
 from rewardjax.rewards.base import register_reward
 from rewardjax.tokenizers import CharTokenizer
-from rewardjax.training import rl
+from rewardjax.training import rl, rl_loss
 
 
 def _finite_metrics(path):
@@ -263,8 +263,8 @@ def test_fused_policy_loss_matches_composed_objectives(aggregation):
         value_coef=0.0,
         value_clip=None,
     )
-    fused = rl.make_rl_loss(policy, None, fused_kl_coef=0.05, **common)
-    composed = rl.make_rl_loss(policy, None, fused_kl_coef=None, **common)
+    fused = rl_loss.make_rl_loss(policy, None, fused_kl_coef=0.05, **common)
+    composed = rl_loss.make_rl_loss(policy, None, fused_kl_coef=None, **common)
     (lf, mf), gf = jax.value_and_grad(fused, has_aux=True)(params, mb, None, totals)
     (lc, mc), gc = jax.value_and_grad(composed, has_aux=True)(params, mb, None, totals)
     np.testing.assert_allclose(lf, lc, rtol=1e-5, atol=1e-6)
