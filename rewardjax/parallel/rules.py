@@ -411,18 +411,44 @@ def jit_step(
       donate: donate the input state's buffers (argument 0) to the output.
 
     Returns:
-      The compiled step: state in and out keep `state_sharding`, the RNG key
-      and the metrics are replicated.
+      The compiled step `(state, batch, rng, scalars=None)`: state in and out
+      keep `state_sharding`; the RNG key, the scalars ({name: float}) and the
+      metrics are replicated.
     """
     rep = replicated(mesh)
-    return jit_sharded(
+    step = jit_sharded(
         update_fn,
         mesh,
-        in_shardings=(state_sharding, batch_sharding, rep),
+        in_shardings=(state_sharding, batch_sharding, rep, rep),
         out_shardings=(state_sharding, rep),
         rules=rules,
         donate_argnums=(0,) if donate else (),
     )
+
+    return _Step(step)
+
+
+class _Step:
+    """A jitted `(state, batch, rng, scalars)` step whose scalars default to none.
+
+    Scalars (β, ...) are replicated f32 inputs: a new value never recompiles.
+    """
+
+    def __init__(self, jitted: Callable):
+        self.jitted = jitted
+
+    @staticmethod
+    def _scalars(scalars: Mapping[str, Any] | None) -> dict:
+        return {k: np.float32(v) for k, v in (scalars or {}).items()}
+
+    def __call__(self, state, batch, rng, scalars: Mapping[str, Any] | None = None):
+        return self.jitted(state, batch, rng, self._scalars(scalars))
+
+    def lower(self, state, batch, rng, scalars: Mapping[str, Any] | None = None):
+        return self.jitted.lower(state, batch, rng, self._scalars(scalars))
+
+    def _cache_size(self) -> int:
+        return self.jitted._cache_size()
 
 
 def init_sharded(

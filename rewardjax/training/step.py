@@ -2,12 +2,14 @@
 
   step = make_update_step(loss_fn, optimizer, microbatches=4)
   step = jax.jit(step, donate_argnums=0)          # or parallel.jit_step(...)
-  state, metrics = step(state, batch, rng)
+  state, metrics = step(state, batch, rng, {"kl_coef": 0.04})
 
 `loss_fn(params, batch, rng, totals) -> (loss, metrics)` sees one micro-batch;
 `totals` holds batch-wide normalisers (token and sequence counts of the whole
 batch) so that the sum of micro-batch losses equals the full-batch loss: the
-aggregation modes stay invariant to how a batch is split.
+aggregation modes stay invariant to how a batch is split. `totals` also carries
+the step's scalar inputs (`scalars`, e.g. the KL coefficient β): traced f32
+scalars, replicated, so a changing value never recompiles the step.
 
 A non-finite loss or gradient skips the update: params and optimizer state are
 returned unchanged, `skipped` counts it, and `consecutive_skips` lets the
@@ -105,16 +107,23 @@ def make_update_step(
         divide by it. Gradients are summed over micro-batches with `lax.scan`.
 
     Returns:
-      The update function (not jitted: the caller jits it with donation and
-      shardings). Metrics: `loss`, `grad_norm`, `skipped` (1.0 when this update
+      The update function `(state, batch, rng, scalars=None)` (not jitted: the
+      caller jits it with donation and shardings); `scalars` ({name: float})
+      reach the loss inside `totals`. Metrics: `loss`, `grad_norm`, `skipped` (1.0 when this update
       was skipped), `skipped_total`, and the loss's metrics averaged over
       micro-batches.
     """
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def update(state: TrainState, batch: dict, rng: Array) -> tuple[TrainState, dict]:
+    def update(
+        state: TrainState, batch: dict, rng: Array, scalars: dict | None = None
+    ) -> tuple[TrainState, dict]:
         totals = batch_totals(batch)
+        for name, value in (scalars or {}).items():
+            if name in totals:
+                raise ValueError(f"step scalar {name!r} clashes with a batch total")
+            totals[name] = jnp.asarray(value, jnp.float32)
         micro = split_microbatches(batch, microbatches)
         rngs = jax.random.split(rng, microbatches)
 
