@@ -130,11 +130,11 @@ def _random_f1(seed: int) -> float:
     """ProcessBench F1 of uniform random step scores on the held-out solutions (τ = 0.5)."""
     from rewardjax import evaluation
     from rewardjax.data.tasks import make_task
-    from rewardjax.training.offline_data import first_error_label
-    from rewardjax.training.reward_models import task_records
+    from rewardjax.data.steps import first_error_label
+    from rewardjax.training.kinds.data import load_records
 
     task = make_task("arithmetic_chain", num_steps=3, max_operand=9)
-    solutions = task_records(task, "step_labels", num=NUM_EVAL, seed=seed)
+    solutions = load_records(task, "step_labels", num=NUM_EVAL, split="test", seed=seed)
     labels = np.array([first_error_label(s) for s in solutions])
     rng = np.random.default_rng(seed)
     f1s = [

@@ -121,26 +121,39 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     c.updates = dict(
         epochs=1,
         minibatches=1,
-        microbatches=1,
         shuffle=True,
         # Rows per forward pass when recomputing old / reference log-probs.
         forward_chunk=128,
-        max_consecutive_skips=5,
     )
+    # Gradient-accumulation steps per update (a minibatch's rows must divide by it).
+    c.microbatches = 1
+    # Stop (after checkpointing the last good state) after this many updates
+    # in a row skipped for a non-finite loss or gradient.
+    c.max_consecutive_skips = 5
     # Device mesh: sizes of the data / fsdp / tensor axes, -1 = the rest.
     c.mesh = dict(data=-1, fsdp=1, tensor=1)
     c.logprob_impl = "auto"
     # ppo_clip with a fixed KL coefficient runs as one fused kernel pass.
     c.fused_policy_loss = True
     c.optim = optim_block(learning_rate=1e-5)
-    c.eval = dict(every=0, num_problems=200, num_samples=4, temperature=1.0, batch_prompts=50)
+    c.eval = dict(
+        every=0,
+        num_problems=200,
+        num_samples=4,
+        temperature=1.0,
+        batch_prompts=50,
+        max_new_tokens=48,
+    )
     c.log = dict(every=1, samples_every=10, num_samples=8)
     c.checkpoint = dict(every=50, keep=2, best_metric="", async_save=True)
+    # Also write the final policy as an HF checkpoint under workdir/hf.
+    c.export_hf = True
     if runlocal:
         c.steps = 3
         c.rollout.prompts_per_step = 4
         c.rollout.group_size = 4
         c.rollout.max_new_tokens = 32
+        c.eval.max_new_tokens = 32
         c.eval.num_problems = 8
         c.eval.batch_prompts = 8
         c.checkpoint.every = 0
@@ -168,9 +181,16 @@ def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     c.optim = optim_block(
         learning_rate=3e-3, schedule="cosine", warmup_steps=30, total_steps=600, end_factor=0.1
     )
-    c.eval = dict(every=0, num_problems=200, num_samples=4, temperature=1.0, batch_prompts=50)
+    c.eval = dict(
+        every=0,
+        num_problems=200,
+        num_samples=4,
+        temperature=1.0,
+        batch_prompts=50,
+        max_new_tokens=48,
+    )
     c.log = dict(every=10)
-    c.checkpoint = dict(every=200, keep=2, async_save=True)
+    c.checkpoint = dict(every=200, keep=2, best_metric="", async_save=True)
     c.max_consecutive_skips = 5
     # Also write the final policy as an HF checkpoint under workdir/hf.
     c.export_hf = True
@@ -262,9 +282,10 @@ def offline_base(kind: str, *, runlocal: bool = False) -> ml_collections.ConfigD
         num_samples=4,
         temperature=1.0,
         batch_prompts=50,
+        max_new_tokens=48,
     )
     c.log = dict(every=10)
-    c.checkpoint = dict(every=200, keep=2, async_save=True)
+    c.checkpoint = dict(every=200, keep=2, best_metric="", async_save=True)
     c.max_consecutive_skips = 5
     # Also write the final model (with its reward/prm head) as an HF checkpoint under workdir/hf.
     c.export_hf = True

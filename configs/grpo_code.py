@@ -16,6 +16,7 @@ def get_config(arg=None):
     c.model.path = arg.model_path
     c.task = common.task_block("code_functions", max_constant=9, num_tests=3)
     c.rollout.max_new_tokens = 16
+    c.eval.max_new_tokens = 16
     c.rewards.sources = {
         "code_tests_sandbox": dict(weight=1.0, kwargs=dict(mode="all", extract="none")),
     }

@@ -26,6 +26,7 @@ def get_config(arg=None):
     c.task.data_path = arg.data_path
     c.task.test_path = arg.test_path
     c.rollout.max_new_tokens = 32 if arg.runlocal else 512
+    c.eval.max_new_tokens = c.rollout.max_new_tokens
     c.kl.placement = "loss"
     c.kl.coef = 0.001
     c.optim.learning_rate = 1e-6

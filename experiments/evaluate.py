@@ -106,17 +106,6 @@ _KEYS = {
 }
 
 
-def _records(
-    path: str, fmt: str, task, *, num: int, seed: int, error_rate: float, split: str = "test"
-) -> list:
-    from rewardjax.data.formats import read_jsonl
-    from rewardjax.training.reward_models import task_records
-
-    if path:
-        return read_jsonl(path, fmt)
-    return task_records(task, fmt, num=num, seed=seed, error_rate=error_rate, split=split)
-
-
 def run(
     *,
     orm_paths=(),
@@ -151,8 +140,9 @@ def run(
     from rewardjax import models
     from rewardjax.registry import TASKS
     from rewardjax.tokenizers import load_tokenizer
-    from rewardjax.training import model_rewards as mr
-    from rewardjax.training import reward_models as rm
+    from rewardjax import scoring
+    from rewardjax.evaluation import scorers
+    from rewardjax.training.kinds.data import load_records
     from rewardjax.training.rollout import sample_and_grade
 
     wanted = list(metrics) or list(ALL_METRICS)
@@ -169,20 +159,20 @@ def run(
     orm = prm = implicit = None
     if orm_paths:
         members = [
-            mr.OutcomeRewardModel.load(p, tokenizer=tok(p), batch_size=batch_size)
+            scoring.OutcomeRewardModel.load(p, tokenizer=tok(p), batch_size=batch_size)
             for p in orm_paths
         ]
         orm = (
             members[0]
             if len(members) == 1
-            else mr.RewardModelEnsemble(members, mode=ensemble, std_coef=std_coef)
+            else scoring.RewardModelEnsemble(members, mode=ensemble, std_coef=std_coef)
         )
     if prm_path:
-        prm = mr.ProcessRewardModel.load(
+        prm = scoring.ProcessRewardModel.load(
             prm_path, tokenizer=tok(prm_path), batch_size=batch_size, separator=separator
         )
     if implicit_path:
-        implicit = mr.ImplicitProcessRewardModel.load(
+        implicit = scoring.ImplicitProcessRewardModel.load(
             implicit_path,
             reference=reference,
             tokenizer=tok(implicit_path),
@@ -192,7 +182,9 @@ def run(
         )
 
     def data(path, fmt):
-        return _records(path, fmt, task, num=num_records, seed=seed, error_rate=error_rate)
+        return load_records(
+            task, fmt, path=path, num=num_records, split="test", seed=seed, error_rate=error_rate
+        )
 
     table: dict[str, dict[str, float]] = {}
     orm_blocks = {
@@ -210,28 +202,28 @@ def run(
         )
         if orm is not None:
             name = "orm" if len(orm_paths) == 1 else f"orm_ensemble_{ensemble}"
-            table[name] = rm.evaluate_orm(orm, **blocks)
+            table[name] = scorers.evaluate_orm(orm, **blocks)
         if implicit is not None and "pairs" in needed:
-            table["implicit_prm_outcome"] = rm.evaluate_orm(implicit, pairs=blocks["pairs"])
+            table["implicit_prm_outcome"] = scorers.evaluate_orm(implicit, pairs=blocks["pairs"])
     if {"processbench_f1", "step_auroc", "calibration", "correlation"} & set(wanted):
         solutions = data(steps_data, "step_labels")
         validation = ()
         if validation_data != "none" and (validation_data or not steps_data):
-            validation = _records(
-                validation_data,
-                "step_labels",
+            validation = load_records(
                 task,
+                "step_labels",
+                path=validation_data,
                 num=num_records,
                 seed=seed + 1,
                 error_rate=error_rate,
                 split="train",
             )
         if prm is not None:
-            table["prm"] = rm.evaluate_prm(
+            table["prm"] = scorers.evaluate_prm(
                 prm, solutions, threshold=threshold, validation=validation
             )
         if implicit is not None:
-            table["implicit_prm"] = rm.evaluate_prm(
+            table["implicit_prm"] = scorers.evaluate_prm(
                 implicit, solutions, threshold=threshold, aggregation="last", validation=validation
             )
     keep = {k for m in wanted for k in _KEYS.get(m, ())}
@@ -259,7 +251,7 @@ def run(
         if "pass_at_k" in wanted:
             table["policy"] = candidates.summary()
         if "selection" in wanted:
-            selection = rm.selection_curves(
+            selection = scorers.selection_curves(
                 problems,
                 candidates,
                 orm=orm,
@@ -269,7 +261,7 @@ def run(
                 separator=separator,
             )
             if prm is not None and implicit is not None:
-                extra = rm.selection_curves(
+                extra = scorers.selection_curves(
                     problems,
                     candidates,
                     prm=implicit,

@@ -63,9 +63,8 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from rewardjax import models, parallel  # noqa: E402
-from rewardjax.models import hf  # noqa: E402
+from rewardjax.models import forward, hf  # noqa: E402
 from rewardjax.objectives.sft import sft_nll_loss  # noqa: E402
-from rewardjax.training import forward  # noqa: E402
 from rewardjax.training.optim import make_optimizer  # noqa: E402
 from rewardjax.training.rl_loss import make_rl_loss  # noqa: E402
 from rewardjax.training.step import TrainState, make_update_step  # noqa: E402

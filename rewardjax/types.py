@@ -35,25 +35,3 @@ class SampleOutput(NamedTuple):
     mask: Array
     lengths: Array
     prompt_index: Array
-
-
-class Rollout(NamedTuple):
-    """One RL batch, group-contiguous rows (row = p·G + g).
-
-    Attributes:
-      prompt_tokens: [B, L] int32, left-padded.
-      prompt_mask: [B, L] float32.
-      tokens: [B, T] int32 completion, right-padded.
-      mask: [B, T] float32 1.0 on completion tokens (EOS included).
-      rollout_logprobs: [B, T] float32 log-probs reported by the sampler.
-      rewards: [B] float32 outcome reward.
-      group_id: [B] int32 prompt group of each row.
-    """
-
-    prompt_tokens: Array
-    prompt_mask: Array
-    tokens: Array
-    mask: Array
-    rollout_logprobs: Array
-    rewards: Array
-    group_id: Array

@@ -1,4 +1,4 @@
-"""Text records to padded token arrays in the Rollout layout.
+"""Text records to padded token arrays in the layout of the RL batch.
 
 Prompts are left-padded ([B, L]) so that a completion starts at the same column
 for every row; completions are right-padded ([B, T]) with `mask` = 1.0 on

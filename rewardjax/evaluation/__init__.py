@@ -17,7 +17,7 @@ from rewardjax.evaluation.passk import (
     pass_at_k_curve,
     pass_at_k_per_problem,
 )
-from rewardjax.evaluation.reward_models import (
+from rewardjax.evaluation.rm_metrics import (
     REWARDBENCH_EXAMPLE_COUNTS,
     REWARDBENCH_SECTIONS,
     auroc,

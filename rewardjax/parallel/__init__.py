@@ -11,6 +11,7 @@
 """
 
 from rewardjax.parallel.distributed import (
+    addressable,
     barrier,
     detected_cluster,
     distributed_arguments,
@@ -62,6 +63,7 @@ __all__ = [
     "KV_CACHE_AXES",
     "MESH_AXES",
     "activation_rules",
+    "addressable",
     "barrier",
     "batch_axes",
     "batch_parallelism",

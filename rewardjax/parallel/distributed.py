@@ -235,8 +235,31 @@ def host_local_batch_to_global(
     return jax.tree.map(to_global, local_batch)
 
 
-def gather_to_host(tree: PyTree) -> PyTree:
-    """Full numpy copies of (possibly multi-host sharded) arrays, on every process."""
+def addressable(tree: PyTree) -> PyTree:
+    """The leaves of `tree` in a form this process can read and compute on locally.
+
+    On one process everything already is (returned as is, still on device);
+    on several, arrays with shards on other processes are gathered to numpy
+    (a collective, like `gather_to_host`).
+    """
     if jax.process_count() == 1:
-        return jax.tree.map(np.asarray, jax.device_get(tree))
-    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+        return tree
+    return gather_to_host(tree)
+
+
+def gather_to_host(tree: PyTree) -> PyTree:
+    """Full numpy copies of the leaves of `tree`, on every process.
+
+    A `jax.Array` whose shards sit on several processes is all-gathered (a
+    collective: every process must call this with the same tree); any other
+    leaf (a local or fully replicated array, numpy) is copied as it is. Host
+    code that reads a device result (decoding completions, grading, export)
+    goes through here, so it runs unchanged on one host and on a pod.
+    """
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(one, tree)

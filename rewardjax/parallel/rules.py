@@ -257,12 +257,19 @@ def check_batch(batch: PyTree, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> None
 
 
 def shard_batch(batch: PyTree, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> PyTree:
-    """Places a host batch (the full global batch, single process) on the mesh.
+    """Places a batch (the full global batch, the same on every process) on the mesh.
 
-    Multi-host runs give each process its own rows instead:
-    `distributed.host_local_batch_to_global`.
+    Each device receives its rows. Runs whose hosts each load only their own
+    rows use `distributed.host_local_batch_to_global` instead.
     """
     check_batch(batch, mesh, rules)
+    if jax.process_count() > 1:
+        # Arrays local to this process go through the host: a device-to-device
+        # copy onto devices of other processes is not possible.
+        batch = jax.tree.map(
+            lambda x: x if isinstance(x, jax.Array) and not x.is_fully_addressable else np.asarray(x),
+            batch,
+        )
     return jax.device_put(batch, batch_sharding(mesh, rules))
 
 

@@ -1,7 +1,7 @@
 """Host-side reward functions on decoded text, the code sandbox, likelihood rewards and shaping.
 
-    from rewardjax.rewards import RewardComputer
-    computer = RewardComputer([{"name": "math_verify_equiv", "weight": 1.0},
+    from rewardjax.rewards import RewardFunctionPool
+    computer = RewardFunctionPool([{"name": "math_verify_equiv", "weight": 1.0},
                                {"name": "format_think", "weight": 0.1}])
     scores, stats = computer(prompts, completions, fields)
 
@@ -11,7 +11,7 @@ and every transform in `rewardjax.registry.SHAPING`.
 
 from rewardjax.rewards import code, format, label_free, length, likelihood, math, sandbox, shaping
 from rewardjax.rewards.base import (
-    RewardComputer,
+    RewardFunctionPool,
     RewardInfo,
     RewardOutput,
     RewardSpec,
@@ -55,7 +55,7 @@ from rewardjax.rewards.shaping import (
 )
 
 __all__ = [
-    "RewardComputer",
+    "RewardFunctionPool",
     "RewardInfo",
     "RewardOutput",
     "RewardSpec",

@@ -271,10 +271,10 @@ def _process_worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
 
 
-class RewardComputer:
+class RewardFunctionPool:
     """Runs weighted reward functions on worker pools; callable.
 
-        computer = RewardComputer([{"name": "math_verify_equiv", "weight": 1.0},
+        computer = RewardFunctionPool([{"name": "math_verify_equiv", "weight": 1.0},
                                    {"name": "format_think", "weight": 0.1}])
         scores, stats = computer(prompts, completions, fields)
 
@@ -303,11 +303,11 @@ class RewardComputer:
     ):
         self.specs = [RewardSpec.from_config(s) for s in specs]
         if not self.specs:
-            raise ValueError("RewardComputer: no reward specs given")
+            raise ValueError("RewardFunctionPool: no reward specs given")
         keys = [s.component for s in self.specs]
         dupes = [k for k, n in collections.Counter(keys).items() if n > 1]
         if dupes:
-            raise ValueError(f"RewardComputer: duplicate component keys {dupes}; set 'key'")
+            raise ValueError(f"RewardFunctionPool: duplicate component keys {dupes}; set 'key'")
         for s in self.specs:
             if s.gate is not None and s.gate not in keys:
                 raise ValueError(f"reward spec {s.component!r}: gate {s.gate!r} is not a component")
@@ -631,10 +631,10 @@ def compute_rewards(
     shaping: Sequence[Mapping[str, Any]] | None = None,
     step: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """One-shot `RewardComputer(specs, shaping=shaping)(prompts, completions, fields)`.
+    """One-shot `RewardFunctionPool(specs, shaping=shaping)(prompts, completions, fields)`.
 
-    Keep a `RewardComputer` across steps instead when a component uses the
+    Keep a `RewardFunctionPool` across steps instead when a component uses the
     process pool (its workers start once).
     """
-    with RewardComputer(specs, shaping=shaping) as computer:
+    with RewardFunctionPool(specs, shaping=shaping) as computer:
         return computer(prompts, completions, fields, group_ids=group_ids, step=step)

@@ -14,11 +14,13 @@ from rewardjax.rewards.length import correctness_of
 from rewardjax.rewards.math import extract_answer, normalize_text, parse_number
 
 
-def canonical_answer(text: str, *, extract: str = "auto", numeric: bool = True) -> str | None:
-    """The vote key of a completion: the extracted answer, normalised.
+def completion_vote_key(text: str, *, extract: str = "auto", numeric: bool = True) -> str | None:
+    """The TTRL vote key of a whole completion: its extracted answer, normalised.
 
     Numbers compare by value ("2", "2.0" and "4/2" share the key "2"); other
-    answers by `normalize_text`. None when nothing could be extracted.
+    answers by `normalize_text`. None when nothing could be extracted. Looser
+    than `rewardjax.inference.canonical_answer`, which keys an answer that is
+    already extracted and leaves fractions and LaTeX to an `equiv` function.
     """
     span = extract_answer(text, extract)
     if span is None or not span.strip():
@@ -98,7 +100,7 @@ def majority_vote_reward(
     Source: TTRL, as cited by "Evolving Language Models without Labels: …"
     (EVOL-RL) and SPINE.
     """
-    answers = [canonical_answer(c, extract=extract, numeric=numeric) for c in completions]
+    answers = [completion_vote_key(c, extract=extract, numeric=numeric) for c in completions]
     group_ids = [int(f.get("group_id", 0)) for f in fields]
     rewards, majority, share = majority_vote_labels(answers, group_ids, tie_break=tie_break)
     return RewardOutput(

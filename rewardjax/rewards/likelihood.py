@@ -8,7 +8,7 @@ JAX and jit-able; their outputs carry no gradient (rewards are constants to
 the policy update).
 
 They are registered in REWARDS under their catalogue keys, but they do not
-take (prompts, completions, fields): `RewardComputer` refuses them with a
+take (prompts, completions, fields): `RewardFunctionPool` refuses them with a
 pointer here.
 """
 

@@ -3,7 +3,7 @@
 Every transform is a pure numpy function of [B] (or [K, B]) rewards,
 registered in SHAPING. NaN marks an unscorable row and stays NaN.
 `apply_shaping` runs a list of config steps on the combined reward of
-`RewardComputer`:
+`RewardFunctionPool`:
 
     shaping=[{"name": "success_gate", "outcome": "accuracy", "gated": ["prm"]},
              {"name": "per_source_normalization", "source_key": "source"},

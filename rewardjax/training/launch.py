@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
-import jax
 import ml_collections
 
+from rewardjax.training import offline, quickstart, rl
+from rewardjax.training.writers import write_config
 
-def _trainers():
-    from rewardjax.training import offline, quickstart, rl
-
-    return {"rl": rl.train, "offline": offline.train, "quickstart": quickstart.train}
-
-
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes the resolved config to workdir/config.json (process 0 only)."""
-    if jax.process_index() != 0:
-        return
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "config.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(config.to_dict(), f, indent=2, default=str)
-    os.replace(path + ".tmp", path)
+TRAINERS = {"rl": rl.train, "offline": offline.train, "quickstart": quickstart.train}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
     """Runs the trainer named by `config.trainer` in `workdir`."""
-    trainers = _trainers()
-    if config.trainer not in trainers:
-        raise ValueError(f"config.trainer={config.trainer!r}; known: {', '.join(sorted(trainers))}")
+    if config.trainer not in TRAINERS:
+        raise ValueError(f"config.trainer={config.trainer!r}; known: {', '.join(sorted(TRAINERS))}")
     write_config(config, workdir)
-    return trainers[config.trainer](config, workdir)
+    return TRAINERS[config.trainer](config, workdir)

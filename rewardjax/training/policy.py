@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 
-import jax
-import numpy as np
-
 from rewardjax import models
 from rewardjax.tokenizers import Tokenizer, check_vocab, load_tokenizer
 
@@ -23,29 +20,29 @@ def load_tokenizer_for(model_cfg) -> Tokenizer:
 
 
 def load_policy(
-    model_cfg, tokenizer: Tokenizer, rng: jax.Array, *, heads=("lm",)
-) -> tuple[models.ModelConfig, dict]:
-    """(ModelConfig, params) from `model.path` (HF directory) or `model.preset`.
+    model_cfg, tokenizer: Tokenizer, *, heads=("lm",)
+) -> tuple[models.ModelConfig, dict | None]:
+    """(ModelConfig, host params or None) from `model.path` (HF directory) or `model.preset`.
+
+    Nothing is put on a device here: a preset returns None (its parameters are
+    initialised already sharded, `training.loop.init_params`), an HF directory
+    returns numpy arrays of the heads it holds (heads it lacks are initialised
+    there too).
 
     Args:
       model_cfg: the config's `model` block: path, preset, dtype, remat, overrides.
       tokenizer: checked against the model's vocabulary size.
-      rng: initialises a preset model (and extra heads of a loaded one).
       heads: heads the params carry.
     """
     overrides = dict(model_cfg.overrides or {})
+    params = None
     if model_cfg.path:
         if not os.path.isdir(model_cfg.path):
             raise ValueError(f"config model.path={model_cfg.path!r} is not a directory")
         config, params = models.load_hf(model_cfg.path, dtype=model_cfg.dtype)
         config = config.replace(remat=model_cfg.remat, **overrides)
-        params = jax.tree.map(np.asarray, params)
-        if tuple(heads) != ("lm",):
-            fresh = models.init_params(config, rng, heads)
-            for key, value in fresh.items():
-                params.setdefault(key, value)
-            if "lm" not in heads:
-                params.pop("lm_head", None)
+        if "lm" not in heads:
+            params.pop("lm_head", None)
     else:
         config = models.preset(
             model_cfg.preset,
@@ -54,7 +51,6 @@ def load_policy(
             remat=model_cfg.remat,
             **overrides,
         )
-        params = models.init_params(config, rng, heads)
     check_vocab(tokenizer, config.vocab_size)
     config = config.replace(
         eos_token_id=tokenizer.eos_id,

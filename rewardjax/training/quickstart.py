@@ -24,8 +24,8 @@ from rewardjax import models
 from rewardjax.registry import TASKS
 from rewardjax.tokenizers import load_tokenizer
 from rewardjax.training import offline, rl
-from rewardjax.training.launch import write_config
 from rewardjax.training.rollout import EvalResult, sample_and_grade
+from rewardjax.training.writers import write_config
 
 
 def evaluate_checkpoint(

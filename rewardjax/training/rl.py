@@ -11,8 +11,6 @@ are recomputed by the trainer; their gap to the sampler's is logged.
 from __future__ import annotations
 
 import functools
-import math
-import os
 import time
 from typing import Any
 
@@ -20,45 +18,37 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 
 from rewardjax import models, parallel, sampling
 from rewardjax.data.curation import dynamic_sampling, pass_rate_filter
+from rewardjax.data.tasks.base import Problem
+from rewardjax.models import forward
 from rewardjax.objectives import aggregation as agg
 from rewardjax.objectives.advantages import outcome_to_token_rewards
 from rewardjax.objectives.kl import kl_in_reward
 from rewardjax.registry import ADVANTAGES, KL_ESTIMATORS
-from rewardjax.training import faults, forward
-from rewardjax.training.checkpoint import Checkpointer, check_compatible
-from rewardjax.training.optim import make_optimizer
-from rewardjax.training.policy import load_policy, load_tokenizer_for
+from rewardjax.training.loop import Trainer, finite_or_none
 from rewardjax.training.prompts import PromptSource
-from rewardjax.training.rewarding import RewardComputer
 from rewardjax.training.rl_loss import compute_advantages, make_rl_loss
+from rewardjax.training.rl_rewards import RewardComputer
 from rewardjax.training.rollout import (
     decode_completions,
     encode_prompts,
     sample_and_grade,
     truncated_rows,
 )
-from rewardjax.training.step import TrainState, make_update_step
-from rewardjax.training.writers import MetricWriter, Progress
 
 Array = jax.Array
 
 
-class RLTrainer:
+class RLTrainer(Trainer):
     """Owns the models, state and data of one RL run; `run()` trains to `config.steps`."""
 
+    desc = "rl"
+
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-        self.config = c = config
-        self.workdir = workdir
-        os.makedirs(workdir, exist_ok=True)
-        self.rng = jax.random.key(c.seed)
-        self.tokenizer = load_tokenizer_for(c.model)
-        self.rng, init_key, critic_key = jax.random.split(self.rng, 3)
-        self.model_config, params = load_policy(c.model, self.tokenizer, init_key)
-        self.policy = models.build(self.model_config)
+        super().__init__(config, workdir)
+        c = config
         self.group_size = c.rollout.group_size
         self.rows = c.rollout.prompts_per_step * c.rollout.group_size
         if self.rows % c.updates.minibatches:
@@ -66,43 +56,25 @@ class RLTrainer:
                 f"rollout.prompts_per_step × group_size = {self.rows} rows do not divide into "
                 f"updates.minibatches={c.updates.minibatches}"
             )
-        if (self.rows // c.updates.minibatches) % c.updates.microbatches:
-            raise ValueError(
-                f"minibatch of {self.rows // c.updates.minibatches} rows does not divide into "
-                f"updates.microbatches={c.updates.microbatches}"
-            )
         if c.kl.placement not in ("none", "loss", "reward"):
             raise ValueError(f"kl.placement={c.kl.placement!r}; known: none, loss, reward")
         self.use_kl = c.kl.placement != "none" and (c.kl.coef > 0 or c.kl.adaptive)
-        self.ref_params = jax.tree.map(jnp.asarray, params) if self.use_kl else None
-        train_params = {"policy": params}
+        self.model_config, params, logical = self.load_model()
+        self.policy = models.build(self.model_config)
+        train_params, train_logical = {"policy": params}, {"policy": logical}
         self.critic = None
         if c.critic.enabled:
-            critic_config, critic_params = load_policy(
-                c.model, self.tokenizer, critic_key, heads=("value",)
+            critic_config, train_params["critic"], train_logical["critic"] = self.load_model(
+                ("value",)
             )
             self.critic = models.build(critic_config, ("value",))
-            train_params["critic"] = critic_params
-        self.optimizer = make_optimizer(**c.optim)
-        # Params, optimizer state and batches live on one mesh (data, fsdp,
-        # tensor); the update step is jitted with explicit in/out shardings.
-        self.mesh = parallel.mesh_from_config(c.mesh)
-        logical = {"policy": models.logical_axes(self.model_config)}
-        if self.critic is not None:
-            logical["critic"] = models.logical_axes(self.critic.config, ("value",))
-        state = TrainState.create(jax.tree.map(jnp.asarray, train_params), self.optimizer)
-        self.state_sharding = parallel.state_shardings(state, self.mesh, logical)
-        self.state = jax.device_put(state, self.state_sharding)
-        if self.ref_params is not None:
-            self.ref_params = jax.device_put(self.ref_params, self.state_sharding.params["policy"])
-        self.batch_sharding = parallel.batch_sharding(self.mesh)
-        parallel_rows = parallel.batch_parallelism(self.mesh)
-        micro_rows = self.rows // c.updates.minibatches // c.updates.microbatches
-        if micro_rows % parallel_rows:
-            raise ValueError(
-                f"micro-batches of {micro_rows} rows do not divide over the {parallel_rows} "
-                f"data-parallel shards of mesh {dict(self.mesh.shape)}"
-            )
+        self.create_state(train_params, train_logical)
+        # π_ref: the initial policy, a copy with the policy's shardings.
+        self.ref_params = (
+            jax.jit(lambda p: jax.tree.map(jnp.copy, p))(self.state.params["policy"])
+            if self.use_kl
+            else None
+        )
         self.kl_coef = float(c.kl.coef)
         if c.kl.adaptive:
             self.kl_controller = KL_ESTIMATORS.get("adaptive_kl_controller")(
@@ -135,85 +107,42 @@ class RLTrainer:
             # A fixed β can be compiled into the fused loss; an adaptive one cannot.
             fused_kl_coef=None if (c.kl.adaptive or not c.fused_policy_loss) else float(c.kl.coef),
         )
-        self.update_fn = parallel.jit_step(
-            make_update_step(loss, self.optimizer, microbatches=c.updates.microbatches),
-            self.mesh,
-            self.state_sharding,
-            self.batch_sharding,
-        )
+        self.compile_step(loss, rows=self.rows // c.updates.minibatches)
+        batch_sharding = parallel.batch_sharding(self.mesh)
         self._logprob_fn = jax.jit(
             functools.partial(
                 forward.completion_logprobs,
                 self.policy,
                 temperature=c.rollout.temperature,
                 impl=c.logprob_impl,
-            )
+            ),
+            out_shardings=batch_sharding,
         )
         if self.critic is not None:
-            self._value_fn = jax.jit(functools.partial(forward.completion_values, self.critic))
+            self._value_fn = jax.jit(
+                functools.partial(forward.completion_values, self.critic),
+                out_shardings=batch_sharding,
+            )
         # The sampler's KV cache follows the batch over the data axes when the
         # mesh has more than one device.
         self._cache_sharding = (
             parallel.kv_cache_sharding(self.mesh) if self.mesh.devices.size > 1 else None
         )
-        self.step = 0
-        self.writer = MetricWriter(workdir)
-        self.checkpointer = Checkpointer(
-            workdir,
-            keep=c.checkpoint.keep,
-            best_metric=c.checkpoint.best_metric or None,
-            async_save=c.checkpoint.async_save,
-        )
         self.counters: dict[str, float] = {}
-        self._restore()
+        self.restore()
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _model_signature(self) -> dict:
-        mc = self.model_config
-        return dict(
-            vocab_size=mc.vocab_size,
-            hidden_size=mc.hidden_size,
-            num_layers=mc.num_layers,
-            num_heads=mc.num_heads,
-            num_kv_heads=mc.num_kv_heads,
-            intermediate_size=mc.intermediate_size,
-            critic=self.critic is not None,
-        )
+    def signature(self) -> dict:
+        return dict(super().signature(), critic=self.critic is not None)
 
-    def _checkpoint_state(self) -> dict:
-        return {"train": self.state, "rng": jax.random.key_data(self.rng)}
+    def meta(self) -> dict:
+        return dict(source=self.source.state(), kl_coef=self.kl_coef, counters=self.counters)
 
-    def _restore(self) -> None:
-        restored = self.checkpointer.restore_latest(
-            self._checkpoint_state(),
-            check=lambda meta: check_compatible(meta["model"], self._model_signature()),
-        )
-        if restored is None:
-            # A run killed before its first checkpoint starts over: drop its log.
-            self.writer.truncate_after(0)
-            return
-        step, state, meta = restored
-        self.state = state["train"]
-        self.rng = jax.random.wrap_key_data(state["rng"])
+    def load_meta(self, meta: dict) -> None:
         self.source.restore(meta["source"])
         self.kl_coef = meta["kl_coef"]
-        self.counters = meta.get("counters", {})
-        self.step = step
-        self.writer.truncate_after(step)
-        logging.info("resumed %s at step %d", self.workdir, step)
-
-    def save(self, metrics: dict | None = None) -> None:
-        meta = dict(
-            model=self._model_signature(),
-            source=self.source.state(),
-            kl_coef=self.kl_coef,
-            counters=self.counters,
-            config=self.config.to_dict(),
-        )
-        faults.maybe_kill("before_save", self.step)
-        self.checkpointer.save(self.step, self._checkpoint_state(), meta, metrics=metrics)
-        faults.maybe_kill("during_save", self.step)
+        self.counters = meta["counters"]
 
     # ------------------------------------------------------------------ rollout
 
@@ -236,10 +165,17 @@ class RLTrainer:
         )
         return tokens, mask, out
 
-    def collect(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def collect(self) -> tuple[dict[str, np.ndarray], list[Problem], dict[str, Any]]:
         """Samples groups (refilling dropped ones under dynamic sampling) and scores them.
 
-        Returns host arrays for exactly prompts_per_step groups and rollout metrics.
+        Returns:
+          batch: host arrays of exactly prompts_per_step × group_size rows, the
+            G samples of a prompt adjacent: prompt_tokens, prompt_mask [B, L];
+            tokens, mask, rollout_logprobs [B, T]; rewards, correct, lengths,
+            truncated [B]; token_rewards [B, T] when a process-reward source
+            gives step rewards.
+          problems: the prompts_per_step problems, in row order.
+          metrics: rollout metrics.
         """
         c = self.config
         want = c.rollout.prompts_per_step
@@ -258,28 +194,29 @@ class RLTrainer:
                 )
             rounds += 1
             problems = self.source.next()
-            self.rng, key = jax.random.split(self.rng)
-            prompt_tokens, prompt_mask, out = self._generate(problems, key)
+            prompt_tokens, prompt_mask, out = self._generate(problems, self.next_key())
+            # Every process reads the whole rollout (a collective on a multi-host mesh).
+            out = parallel.gather_to_host(out)
             texts = decode_completions(self.tokenizer, out.tokens, out.lengths)
             row_problems = [p for p in problems for _ in range(g)]
             truncated = truncated_rows(out, self.tokenizer.stop_ids)
-            lengths = np.asarray(out.lengths)
+            lengths = out.lengths
             # tokens: process rewards (rewarding.py) land on the policy's own step-end tokens.
             scores, info = self.rewards(
                 row_problems,
                 texts,
                 lengths=lengths,
                 truncated=truncated,
-                tokens=np.asarray(out.tokens),
+                tokens=out.tokens,
             )
             for k, v in info["stats"].items():
                 reward_stats[k] = reward_stats.get(k, 0.0) + v
             arrays = dict(
                 prompt_tokens=np.repeat(prompt_tokens, g, axis=0),
                 prompt_mask=np.repeat(prompt_mask, g, axis=0).astype(np.int32),
-                tokens=np.asarray(out.tokens),
-                mask=np.asarray(out.mask),
-                rollout_logprobs=np.asarray(out.logprobs),
+                tokens=out.tokens,
+                mask=out.mask,
+                rollout_logprobs=out.logprobs,
                 rewards=scores.astype(np.float32),
                 correct=info["correct"].astype(np.float32),
                 lengths=lengths,
@@ -319,8 +256,7 @@ class RLTrainer:
             "rollout/dropped_group_frac": dropped_groups / max(generated_groups, 1),
             **{f"reward/{k}": v / rounds for k, v in reward_stats.items()},
         }
-        batch["_problems"] = problems
-        return batch, metrics
+        return batch, problems, metrics
 
     # ------------------------------------------------------------------ one iteration
 
@@ -330,8 +266,8 @@ class RLTrainer:
         size = min(self.config.updates.forward_chunk, rows)
         outs = []
         for start in range(0, rows, size):
-            args = [jnp.asarray(batch[k][start : start + size]) for k in keys]
-            outs.append(fn(params, *args))
+            chunk = parallel.shard_batch({k: batch[k][start : start + size] for k in keys}, self.mesh)
+            outs.append(parallel.addressable(fn(params, *(chunk[k] for k in keys))))
         return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 
     def prepare(self, batch: dict) -> tuple[dict[str, Array], dict[str, float]]:
@@ -408,26 +344,23 @@ class RLTrainer:
         """One RL iteration: collect, prepare, and epochs × minibatches updates."""
         c = self.config
         t0 = time.time()
-        batch, metrics = self.collect()
+        batch, problems, metrics = self.collect()
         t_rollout = time.time() - t0
-        problems = batch.pop("_problems")
         device, prep_metrics = self.prepare(batch)
         metrics.update(prep_metrics)
         minibatch = self.rows // c.updates.minibatches
         update_metrics = []
         for _ in range(c.updates.epochs):
-            self.rng, perm_key = jax.random.split(self.rng)
+            perm_key = self.next_key()
             order = (
-                jax.random.permutation(perm_key, self.rows)
+                np.asarray(jax.random.permutation(perm_key, self.rows))
                 if c.updates.shuffle
-                else jnp.arange(self.rows)
+                else np.arange(self.rows)
             )
             for m in range(c.updates.minibatches):
                 idx = order[m * minibatch : (m + 1) * minibatch]
-                mb = parallel.shard_batch({k: v[idx] for k, v in device.items()}, self.mesh)
-                self.rng, key = jax.random.split(self.rng)
-                self.state, um = self.update_fn(self.state, mb, key)
-                update_metrics.append(um)
+                mb = {k: v[idx] for k, v in device.items()}
+                update_metrics.append(self.update(mb))
         update_metrics = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *update_metrics)
         if self.kl_controller is not None and "kl/ref_k1" in metrics:
             kl_state = self.kl_controller.update(
@@ -472,61 +405,28 @@ class RLTrainer:
         """Held-out pass@k (unbiased estimator) on the test split of the task."""
         c = self.config
         problems = self.source.test_problems(num_problems or c.eval.num_problems)
-        self.rng, key = jax.random.split(self.rng)
         result = sample_and_grade(
             self.model_config,
             self.state.params["policy"],
             self.tokenizer,
             self.task,
             problems,
-            rng=key,
+            rng=self.next_key(),
             n=n or c.eval.num_samples,
-            max_new_tokens=c.rollout.max_new_tokens,
+            max_new_tokens=c.eval.max_new_tokens,
             temperature=c.eval.temperature,
             batch_prompts=c.eval.batch_prompts,
         )
         return result.summary()
 
-    def run(self) -> dict[str, Any]:
-        c = self.config
-        progress = Progress(c.steps, initial=self.step, desc="rl")
-        last: dict[str, float] = {}
-        non_finite_stop = c.updates.max_consecutive_skips
-        while self.step < c.steps:
-            metrics = self.train_step()
-            faults.maybe_kill("after_step", self.step)
-            if c.eval.every and self.step % c.eval.every == 0:
-                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items()})
-            if self.step % c.log.every == 0 or self.step == c.steps:
-                last = self.writer.write_scalars(self.step, metrics)
-            progress.update(
-                tokens=metrics["rollout/tokens"],
-                reward=float(metrics["reward/mean"]),
-                kl=_maybe(metrics.get("kl/ref_k1")),
-                ent=_maybe(metrics.get("rollout/entropy")),
-                clip=_maybe(metrics.get("train/clip_frac")),
-            )
-            if int(self.state.consecutive_skips) >= non_finite_stop:
-                self.save()
-                self.checkpointer.wait()
-                raise FloatingPointError(
-                    f"{non_finite_stop} consecutive updates had a non-finite loss or gradient "
-                    f"(step {self.step}); the last good state is checkpointed in {self.workdir}"
-                )
-            if c.checkpoint.every and self.step % c.checkpoint.every == 0:
-                self.save(metrics={k: float(v) for k, v in last.items()} if last else None)
-        progress.close()
-        self.save()
-        self.checkpointer.close()
-        self.writer.flush()
-        return last
-
-
-def _maybe(x) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
+    def progress_fields(self, metrics) -> dict[str, float | None]:
+        return dict(
+            tokens=metrics["rollout/tokens"],
+            reward=float(metrics["reward/mean"]),
+            kl=finite_or_none(metrics.get("kl/ref_k1")),
+            ent=finite_or_none(metrics.get("rollout/entropy")),
+            clip=finite_or_none(metrics.get("train/clip_frac")),
+        )
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

@@ -11,12 +11,12 @@ import inspect
 import jax
 
 from rewardjax import models, ops
+from rewardjax.models import forward
 from rewardjax.objectives import aggregation as agg
 from rewardjax.objectives.advantages import broadcast_to_tokens, outcome_to_token_rewards
 from rewardjax.objectives.kl import kl_in_loss
 from rewardjax.objectives.policy import value_loss_clipped
 from rewardjax.registry import ADVANTAGES, POLICY_LOSSES
-from rewardjax.training import forward
 
 Array = jax.Array
 

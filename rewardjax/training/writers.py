@@ -1,4 +1,4 @@
-"""Run outputs: metrics.jsonl, TensorBoard events, sample completions, a progress bar.
+"""Run outputs: the resolved config, metrics.jsonl, TensorBoard events, samples, a progress bar.
 
 Only process 0 writes (multi-host runs call the same code on every host).
 """
@@ -13,7 +13,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes the resolved config to workdir/config.json (process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "config.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(config.to_dict(), f, indent=2, default=str)
+    os.replace(path + ".tmp", path)
 
 
 def _scalar(v: Any) -> float | None:

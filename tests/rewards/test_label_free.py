@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rewardjax.rewards import brier_reward, majority_vote_labels, majority_vote_reward, rlcr_brier
-from rewardjax.rewards.label_free import canonical_answer, parse_confidence
+from rewardjax.rewards.label_free import completion_vote_key, parse_confidence
 
 
 def test_majority_vote_labels_catalogue_case():
@@ -31,7 +31,7 @@ def test_majority_vote_reward_compares_numbers_by_value():
     out = majority_vote_reward(["q"] * 4, completions, [{"group_id": 0}] * 4)
     assert out.scores == [1.0, 1.0, 1.0, 0.0]
     assert out.diagnostics["majority"][0] == "2"
-    assert canonical_answer("<answer> Paris. </answer>") == "paris"
+    assert completion_vote_key("<answer> Paris. </answer>") == "paris"
 
 
 def test_brier_reward():

@@ -1,4 +1,4 @@
-"""rewardjax.rewards.base: RewardComputer / compute_rewards, pools, timeouts, fallbacks."""
+"""rewardjax.rewards.base: RewardFunctionPool / compute_rewards, pools, timeouts, fallbacks."""
 
 import os
 import sys
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rewardjax.registry import REWARDS
-from rewardjax.rewards import RewardComputer, RewardSpec, compute_rewards, reward_info
+from rewardjax.rewards import RewardFunctionPool, RewardSpec, compute_rewards, reward_info
 
 # The misbehaving rewards live in a module that worker processes can import by
 # name (they inherit sys.path); importing it registers the testonly_* keys.
@@ -38,7 +38,7 @@ def test_weighted_components_and_metrics():
 
 def test_exceptions_and_nonfinite_get_the_fallback_with_a_counted_reason():
     completions = ["ab", "boom", "nan", "inf", "none", "abc"]
-    with RewardComputer([{"name": "testonly_misbehave", "fallback": -1.0}]) as rc:
+    with RewardFunctionPool([{"name": "testonly_misbehave", "fallback": -1.0}]) as rc:
         scores, stats = rc(["q"] * 6, completions)
     # "none" is unscorable (NaN, not a fallback); the others fall back to −1.
     np.testing.assert_allclose(scores, [2, -1, -1, -1, NAN, 3])
@@ -67,7 +67,7 @@ def test_thread_pool_timeout_and_overlap():
         "fallback": 0.5,
         "kwargs": {"sleep_s": 3.0},
     }
-    with RewardComputer([spec], max_workers=4) as rc:
+    with RewardFunctionPool([spec], max_workers=4) as rc:
         start = time.monotonic()
         scores, stats = rc(["q"] * 4, completions)
         elapsed = time.monotonic() - start
@@ -81,7 +81,7 @@ def test_thread_pool_timeout_and_overlap():
 
 def test_slow_graders_overlap_on_the_thread_pool():
     spec = {"name": "testonly_misbehave", "executor": "thread", "kwargs": {"sleep_s": 0.4}}
-    with RewardComputer([spec], max_workers=8) as rc:
+    with RewardFunctionPool([spec], max_workers=8) as rc:
         start = time.monotonic()
         scores, _ = rc(["q"] * 8, ["slow"] * 8)
         # 8 × 0.4 s sequentially = 3.2 s; overlapped ≈ 0.4 s.
@@ -102,7 +102,7 @@ def test_process_pool_scores_and_times_out():
             "kwargs": {"sleep_s": 30.0},
         },
     ]
-    with RewardComputer(specs, max_processes=2) as rc:
+    with RewardFunctionPool(specs, max_processes=2) as rc:
         start = time.monotonic()
         scores, stats = rc(["q"] * 3, completions, fields)
         assert time.monotonic() - start < 30
@@ -155,19 +155,19 @@ def test_gate_in_spec_and_shaping_pipeline():
 
 def test_spec_validation_names_the_culprit():
     with pytest.raises(KeyError, match="unknown reward function 'nope'"):
-        RewardComputer([{"name": "nope"}])
+        RewardFunctionPool([{"name": "nope"}])
     with pytest.raises(ValueError, match="unknown keys"):
-        RewardComputer([{"name": "format_think", "wieght": 1}])
+        RewardFunctionPool([{"name": "format_think", "wieght": 1}])
     with pytest.raises(ValueError, match="on device"):
-        RewardComputer([{"name": "ref_answer_logprob"}])
+        RewardFunctionPool([{"name": "ref_answer_logprob"}])
     with pytest.raises(ValueError, match="duplicate"):
-        RewardComputer([{"name": "format_think"}, {"name": "format_think"}])
+        RewardFunctionPool([{"name": "format_think"}, {"name": "format_think"}])
     with pytest.raises(ValueError, match="gate"):
-        RewardComputer([{"name": "format_think", "gate": "acc"}])
+        RewardFunctionPool([{"name": "format_think", "gate": "acc"}])
     with pytest.raises(ValueError, match="executor"):
-        RewardComputer([{"name": "format_think", "executor": "gpu"}])
+        RewardFunctionPool([{"name": "format_think", "executor": "gpu"}])
     with pytest.raises(KeyError, match="reward shaping"):
-        RewardComputer([{"name": "format_think"}], shaping=[{"name": "nope"}])
+        RewardFunctionPool([{"name": "format_think"}], shaping=[{"name": "nope"}])
     with pytest.raises(ValueError, match="completions"):
         compute_rewards([{"name": "format_think"}], ["q"], ["a", "b"])
     assert RewardSpec.from_config({"name": "format_think"}).component == "format_think"

@@ -1,4 +1,4 @@
-"""The DPO family in the offline loop: preference pairs, a frozen reference, a registered loss.
+"""objective.kind = "dpo": the DPO family on preference pairs against a frozen reference.
 
   python -m experiments.train --config configs/dpo_arithmetic.py:sft_path=/tmp/sft/hf --workdir /tmp/dpo
 
@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewardjax import models
+from rewardjax.models import forward
 from rewardjax.registry import PREFERENCE_LOSSES
+from rewardjax.scoring.models import check_reference_vocab
 from rewardjax.tokenizers import Tokenizer
-from rewardjax.training import forward
-from rewardjax.training.model_rewards import check_reference_vocab
-from rewardjax.training.offline_data import (
+from rewardjax.training.kinds.data import (
     ArrayBatches,
     encode_pairs,
     encode_train_pairs,
@@ -179,7 +179,14 @@ class PreferenceObjective:
         if c.reference.precompute:
             arrays.update(self._reference_sums(arrays))
         self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
-        test = load_records(c.data, task, "preference_pairs", split="test", seed=c.seed)
+        test = load_records(
+            task,
+            "preference_pairs",
+            path=c.data.test_path,
+            num=c.data.num_test,
+            split="test",
+            seed=c.seed,
+        )
         self.test = encode_pairs(
             tokenizer,
             test,

@@ -1,4 +1,4 @@
-"""Offline datasets for the DPO, reward-model and PRM kinds: records → fixed-shape arrays.
+"""Datasets of the offline kinds (dpo, rm, prm, implicit_prm): records → fixed-shape arrays.
 
 A dataset is a JSONL file of its format (`data.train_path`, `data.test_path`)
 or, with no path, records generated from the procedural task with exact
@@ -7,7 +7,7 @@ It is encoded once into arrays [N, ...] of fixed lengths (one compile for the
 whole run), and batches are rows drawn by a `BatchIterator` over row indices
 (shuffled per epoch; its state is one integer).
 
-  pairs = load_records(c.data, task, "preference_pairs", split="train", seed=0)
+  pairs = load_records(task, "preference_pairs", path="", num=64, split="train", seed=0)
   arrays = encode_pairs(tokenizer, pairs, prompt_length=16, completion_length=48, source="train")
 """
 
@@ -21,44 +21,56 @@ import numpy as np
 from rewardjax.data import generators
 from rewardjax.data.formats import PreferencePair, StepLabels, read_jsonl
 from rewardjax.data.iterators import BatchIterator
+from rewardjax.data.steps import check_steps, first_error_label, outcome_label
 from rewardjax.data.tokenize import encode_completions, encode_steps
 from rewardjax.tokenizers import Tokenizer
-from rewardjax.training.model_rewards import check_steps
 
 __all__ = [
     "ArrayBatches",
     "encode_pairs",
     "encode_step_records",
     "encode_train_pairs",
-    "first_error_label",
     "load_records",
-    "outcome_label",
     "policy_pairs",
+    "step_records",
     "train_pairs",
+    "validation_step_labels",
 ]
 
 PAIR_SOURCES = ("task", "policy")
 
 
-def load_records(data_cfg, task, fmt: str, *, split: str, seed: int) -> list[Any]:
-    """Records of `fmt` for `split`: from data.{train,test}_path, else generated from `task`.
+def load_records(
+    task,
+    fmt: str,
+    *,
+    path: str = "",
+    num: int,
+    split: str,
+    seed: int,
+    error_rate: float = 0.5,
+) -> list[Any]:
+    """Records of `fmt`: read from the JSONL file `path`, else generated from `task`.
 
-    fmt is "preference_pairs", "step_labels" or "ranked_lists".
+    Args:
+      task: the procedural task that generates records when `path` is empty.
+      fmt: "preference_pairs", "step_labels" or "ranked_lists".
+      path: a JSONL file of `fmt` (config data.train_path / data.test_path).
+      num: records to generate (ignored when reading `path`).
+      split: "train" or "test" problems of the task.
+      seed: seed of the generation.
+      error_rate: share of step-labelled solutions with an injected error.
     """
-    path = data_cfg.train_path if split == "train" else data_cfg.test_path
     if path:
         return read_jsonl(path, fmt)
     if task is None:
         raise ValueError(
             f"config data.{split}_path is empty and there is no task to generate {fmt} from"
         )
-    num = data_cfg.num_train if split == "train" else data_cfg.num_test
     if fmt == "preference_pairs":
         return generators.preference_pairs(task, num=num, split=split, seed=seed)
     if fmt == "step_labels":
-        return generators.step_labels(
-            task, num=num, error_rate=data_cfg.error_rate, split=split, seed=seed
-        )
+        return generators.step_labels(task, num=num, error_rate=error_rate, split=split, seed=seed)
     if fmt == "ranked_lists":
         return generators.ranked_lists(task, num=num, num_responses=4, split=split, seed=seed)
     raise ValueError(f"unknown record format {fmt!r}")
@@ -83,7 +95,14 @@ def train_pairs(data_cfg, task, *, seed: int, model_config, params, tokenizer) -
     if source not in PAIR_SOURCES:
         raise ValueError(f"config data.pairs_from={source!r}; known: {', '.join(PAIR_SOURCES)}")
     if source == "task":
-        return load_records(data_cfg, task, "preference_pairs", split="train", seed=seed)
+        return load_records(
+            task,
+            "preference_pairs",
+            path=data_cfg.train_path,
+            num=data_cfg.num_train,
+            split="train",
+            seed=seed,
+        )
     if data_cfg.train_path:
         raise ValueError(
             "config data.pairs_from='policy' samples pairs: leave data.train_path empty"
@@ -216,23 +235,6 @@ def encode_pairs(
     return out
 
 
-def outcome_label(record: StepLabels) -> float:
-    """The outcome of a step-labelled solution: `correct` when given, else its last step label."""
-    return float(record.correct) if record.correct is not None else float(record.labels[-1])
-
-
-def first_error_label(record: StepLabels) -> int:
-    """ProcessBench label: index of the first erroneous step, −1 when every step is correct.
-
-    Uses `first_error` when given (an incomplete-but-correct solution, first_error
-    = S, counts as −1), else the first label below ½.
-    """
-    if record.first_error is not None:
-        return -1 if record.first_error >= len(record.steps) else int(record.first_error)
-    below = [k for k, v in enumerate(record.labels) if v < 0.5]
-    return below[0] if below else -1
-
-
 def encode_step_records(
     tokenizer: Tokenizer,
     records: Sequence[StepLabels],
@@ -276,6 +278,45 @@ def encode_step_records(
     out["outcome"] = np.array([outcome_label(r) for r in records], np.float32)
     out["first_error"] = np.array([first_error_label(r) for r in records], np.int32)
     return out
+
+
+def step_records(config, tokenizer: Tokenizer, task, split: str) -> tuple[list, dict]:
+    """The prm and implicit_prm kinds' step-labelled solutions of `split`, and their arrays."""
+    c = config
+    path = c.data.train_path if split == "train" else c.data.test_path
+    records = load_records(
+        task,
+        "step_labels",
+        path=path,
+        num=c.data.num_train if split == "train" else c.data.num_test,
+        split=split,
+        seed=c.seed,
+        error_rate=c.data.error_rate,
+    )
+    arrays = encode_step_records(
+        tokenizer,
+        records,
+        prompt_length=c.data.prompt_length,
+        completion_length=c.data.completion_length,
+        max_steps=c.data.max_steps,
+        separator=c.data.step_separator,
+        source=path or f"generated {split} step labels",
+    )
+    return records, arrays
+
+
+def validation_step_labels(config, task) -> list:
+    """Solutions for tuning τ: generated from the train split with another seed (procedural data only)."""
+    if config.data.test_path or not config.eval.num_records:
+        return []
+    return load_records(
+        task,
+        "step_labels",
+        num=config.eval.num_records,
+        split="train",
+        seed=config.seed + 1,
+        error_rate=config.data.error_rate,
+    )
 
 
 class ArrayBatches:

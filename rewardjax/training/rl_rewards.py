@@ -4,10 +4,11 @@ Config (`config.rewards`):
   sources: {key: {weight, kwargs[, name]}}. The key "task_correct" is the
     task's step-level checker (1.0 for a correct final answer); a key (or
     `name`) of `MODEL_REWARDS` is a trained reward model
-    (`rewardjax.training.model_rewards`: orm_reward, orm_ensemble_reward,
+    (`rewardjax.scoring.sources`: orm_reward, orm_ensemble_reward,
     prm_reward, implicit_prm_reward; kwargs give its directory and how its
     scores become rewards); any other key names a `rewardjax.rewards`
-    function (or set `name` to use one function twice under different keys).
+    function, run by `rewardjax.rewards.RewardFunctionPool` (or set `name` to
+    use one function twice under different keys).
     Weights mix the sources, e.g. the verifiable outcome with a PRM:
       {"task_correct": {weight: 1.0}, "prm_reward": {weight: 0.5, kwargs: {path: ..., aggregation: "min"}}}
   fallback: score for samples whose reward function raised, timed out or
@@ -22,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from rewardjax import scoring  # noqa: F401  (registers MODEL_REWARDS)
 from rewardjax.data.tasks.base import Problem
 from rewardjax.registry import MODEL_REWARDS
-from rewardjax.training import model_rewards  # noqa: F401  (registers MODEL_REWARDS)
 
 
 class RewardComputer:
@@ -72,9 +73,9 @@ class RewardComputer:
             )
         self._external = None
         if specs:
-            from rewardjax.rewards.base import RewardComputer as _Pool
+            from rewardjax.rewards.base import RewardFunctionPool
 
-            self._external = _Pool(specs)
+            self._external = RewardFunctionPool(specs)
 
     def __call__(
         self,

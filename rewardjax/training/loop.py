@@ -1,0 +1,298 @@
+"""The trainer shell under the RL and offline loops.
+
+What every trainer does the same way lives here, once: the tokenizer, the
+mesh and the optimizer from config; parameters and optimizer state created
+already sharded (`init_params`, `Trainer.create_state`: `jax.eval_shape` →
+shardings → a jitted init with `out_shardings`, so no device ever holds more
+than its shard); the jitted update step; restore (with the log trimmed to the
+restored step) and save; the run loop with its non-finite guard, periodic
+evaluation, logging and fault hooks; and the HF export.
+
+  class MyTrainer(Trainer):
+      desc = "my"
+      def train_step(self) -> dict: ...            # one iteration; returns its metrics
+      def evaluate(self) -> dict: ...              # held-out metrics
+      def progress_fields(self, metrics) -> dict: ...
+
+Config keys the shell reads (the same in every trainer): seed, steps, model,
+mesh, optim, microbatches, max_consecutive_skips, export_hf, eval.every,
+log.every, checkpoint.{every, keep, best_metric, async_save}.
+
+Multi-host: every process runs this same code. Arrays that span processes are
+read on the host only through `parallel.gather_to_host` (a collective that
+every process calls); metrics, samples and exports are written by process 0; saves
+are collective.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from rewardjax import models, parallel
+from rewardjax.training import faults
+from rewardjax.training.checkpoint import Checkpointer, check_compatible
+from rewardjax.training.optim import make_optimizer
+from rewardjax.training.policy import load_policy, load_tokenizer_for
+from rewardjax.training.step import TrainState, make_update_step
+from rewardjax.training.writers import MetricWriter, Progress
+
+Array = jax.Array
+
+
+def put_global(host: Any, shardings: Any) -> Any:
+    """Host arrays (the same on every process) placed with `shardings`, shard by shard.
+
+    Each device receives only its slice; works for meshes that span processes.
+    """
+
+    def put(x, sharding):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, host, shardings)
+
+
+def init_params(
+    model_config: models.ModelConfig,
+    heads: Sequence[str],
+    mesh: jax.sharding.Mesh,
+    key: Array,
+    host: dict | None = None,
+) -> tuple[dict, dict]:
+    """(params, logical axes) of a model, created sharded on `mesh`.
+
+    Args:
+      model_config: the model.
+      heads: its heads.
+      mesh: where the params live.
+      key: initialises the parameters `host` does not give.
+      host: numpy params read from a checkpoint (e.g. `load_policy`), or None
+        for a fresh model. Subtrees it lacks (a new head) are initialised.
+
+    Fresh parameters come out of one jitted init compiled with the final
+    shardings as `out_shardings`; loaded ones are placed shard by shard.
+    """
+    logical = models.logical_axes(model_config, heads)
+
+    def fresh(k):
+        return models.init_params(model_config, k, heads)
+
+    abstract = jax.eval_shape(fresh, key)
+    shardings = parallel.param_shardings(logical, mesh, shapes=abstract)
+    missing = [name for name in abstract if host is None or name not in host]
+    params: dict = {}
+    if missing:
+        # Only the missing subtrees are outputs: XLA drops the rest of the init.
+        sub = {name: shardings[name] for name in missing}
+        def init_missing(k):
+            full = fresh(k)
+            return {name: full[name] for name in missing}
+
+        params.update(parallel.init_sharded(init_missing, mesh, sub, key))
+    if host is not None:
+        present = {name: host[name] for name in abstract if name in host}
+        params.update(put_global(present, {name: shardings[name] for name in present}))
+    return {name: params[name] for name in abstract}, logical
+
+
+class Trainer:
+    """The shell: state, step, checkpoints, run loop and export; subclasses add the iteration.
+
+    Subclasses call `Trainer.__init__` first, then build their models with
+    `init_params`, call `create_state`, `compile_step` and finally `restore`.
+    They implement `train_step()`, `evaluate()`, `progress_fields(metrics)`,
+    and may extend `signature()` / `meta()` / `load_meta(meta)` with what a
+    resume must check or bring back.
+    """
+
+    desc = "train"
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        self.config = c = config
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.rng = jax.random.key(c.seed)
+        self.tokenizer = load_tokenizer_for(c.model)
+        # Params, optimizer state and batches live on one mesh (data, fsdp,
+        # tensor); the update step is jitted with explicit in/out shardings.
+        self.mesh = parallel.mesh_from_config(c.mesh)
+        self.optimizer = make_optimizer(**c.optim)
+        self.step = 0
+        self.writer = MetricWriter(workdir)
+        self.checkpointer = Checkpointer(
+            workdir,
+            keep=c.checkpoint.keep,
+            best_metric=c.checkpoint.best_metric or None,
+            async_save=c.checkpoint.async_save,
+        )
+
+    # ------------------------------------------------------------------ state
+
+    def next_key(self) -> Array:
+        self.rng, key = jax.random.split(self.rng)
+        return key
+
+    def load_model(self, heads: Sequence[str] = ("lm",)) -> tuple[models.ModelConfig, dict, dict]:
+        """(config, sharded params, logical axes) of `config.model` with `heads`."""
+        model_config, host = load_policy(self.config.model, self.tokenizer, heads=heads)
+        params, logical = init_params(model_config, heads, self.mesh, self.next_key(), host)
+        return model_config, params, logical
+
+    def create_state(self, params: dict, logical: dict) -> None:
+        """TrainState (params + optimizer state) created with its final shardings."""
+
+        def create(p):
+            return TrainState.create(p, self.optimizer)
+
+        abstract = jax.eval_shape(create, params)
+        self.state_sharding = parallel.state_shardings(abstract, self.mesh, logical)
+        self.state = jax.jit(create, out_shardings=self.state_sharding)(params)
+
+    def compile_step(self, loss_fn: Callable, *, rows: int) -> None:
+        """The jitted update step for batches of `rows` rows in `config.microbatches` parts."""
+        c = self.config
+        parallel_rows = parallel.batch_parallelism(self.mesh)
+        if c.microbatches < 1 or rows % c.microbatches:
+            raise ValueError(
+                f"a batch of {rows} rows does not split into microbatches={c.microbatches}"
+            )
+        if (rows // c.microbatches) % parallel_rows:
+            raise ValueError(
+                f"micro-batches of {rows // c.microbatches} rows do not divide over the "
+                f"{parallel_rows} data-parallel shards of mesh {dict(self.mesh.shape)}"
+            )
+        self.update_fn = parallel.jit_step(
+            make_update_step(loss_fn, self.optimizer, microbatches=c.microbatches),
+            self.mesh,
+            self.state_sharding,
+            parallel.batch_sharding(self.mesh),
+        )
+
+    def update(self, batch: Mapping[str, Any], scalars: Mapping[str, float] | None = None):
+        """One update on a host batch (the same global batch on every process)."""
+        self.state, metrics = self.update_fn(
+            self.state, parallel.shard_batch(dict(batch), self.mesh), self.next_key(), scalars
+        )
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def signature(self) -> dict:
+        """What a resume checks against the checkpoint (model shape; subclasses add)."""
+        mc = self.model_config
+        return dict(
+            vocab_size=mc.vocab_size,
+            hidden_size=mc.hidden_size,
+            num_layers=mc.num_layers,
+            num_heads=mc.num_heads,
+            num_kv_heads=mc.num_kv_heads,
+            intermediate_size=mc.intermediate_size,
+        )
+
+    def meta(self) -> dict:
+        """JSON saved beside the arrays; subclasses add their data position."""
+        return {}
+
+    def load_meta(self, meta: dict) -> None:
+        """Brings back what `meta()` saved."""
+
+    def restore(self) -> None:
+        """Resumes from the newest readable checkpoint, and trims the logs to its step."""
+        restored = self.checkpointer.restore_latest(
+            {"train": self.state},
+            check=lambda meta: check_compatible(meta["model"], self.signature()),
+        )
+        if restored is None:
+            # A run killed before its first checkpoint starts over: drop its log.
+            self.writer.truncate_after(0)
+            return
+        step, arrays, meta = restored
+        self.state = arrays["train"]
+        # The key lives in the JSON: a host-local array cannot be saved by a multi-host run.
+        self.rng = jax.random.wrap_key_data(np.asarray(meta["rng"], np.uint32))
+        self.load_meta(meta)
+        self.step = step
+        self.writer.truncate_after(step)
+        logging.info("resumed %s at step %d", self.workdir, step)
+
+    def save(self, metrics: dict | None = None) -> None:
+        meta = dict(
+            self.meta(),
+            model=self.signature(),
+            rng=np.asarray(jax.random.key_data(self.rng)).tolist(),
+            config=self.config.to_dict(),
+        )
+        faults.maybe_kill("before_save", self.step)
+        self.checkpointer.save(self.step, {"train": self.state}, meta, metrics=metrics)
+        faults.maybe_kill("during_save", self.step)
+
+    # ------------------------------------------------------------------ the loop
+
+    def train_step(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def evaluate(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def progress_fields(self, metrics: Mapping[str, Any]) -> dict[str, float | None]:
+        """Values the progress bar shows besides steps/s (the first, `tokens`, is a rate)."""
+        return {}
+
+    def run(self) -> dict[str, float]:
+        """Trains to `config.steps` from wherever the workdir left off; returns the last logged metrics."""
+        c = self.config
+        progress = Progress(c.steps, initial=self.step, desc=self.desc)
+        last: dict[str, float] = {}
+        start = time.time()
+        while self.step < c.steps:
+            metrics = self.train_step()
+            faults.maybe_kill("after_step", self.step)
+            if c.eval.every and self.step % c.eval.every == 0:
+                metrics.update({f"eval/{k}": v for k, v in self.evaluate().items()})
+            if self.step % c.log.every == 0 or self.step == c.steps:
+                metrics["time/elapsed_s"] = time.time() - start
+                last = self.writer.write_scalars(self.step, metrics)
+            progress.update(**self.progress_fields(metrics))
+            if int(self.state.consecutive_skips) >= c.max_consecutive_skips:
+                self.save()
+                self.checkpointer.wait()
+                raise FloatingPointError(
+                    f"{c.max_consecutive_skips} consecutive updates had a non-finite loss or "
+                    f"gradient (step {self.step}); the last good state is checkpointed in "
+                    f"{self.workdir}"
+                )
+            if c.checkpoint.every and self.step % c.checkpoint.every == 0:
+                self.save(metrics=last or None)
+        progress.close()
+        self.save()
+        self.checkpointer.close()
+        if c.export_hf:
+            self.export(os.path.join(self.workdir, "hf"))
+        self.writer.flush()
+        return last
+
+    def export(self, path: str) -> str:
+        """Writes the policy as an HF checkpoint directory (process 0); extra heads ride along."""
+        # A collective: every process takes part in gathering the shards.
+        params = parallel.gather_to_host(self.state.params["policy"])
+        if parallel.is_main_process():
+            models.save_hf(path, self.model_config, params)
+        parallel.barrier("export")
+        return path
+
+
+def finite_or_none(x) -> float | None:
+    """A float for the progress bar, or None for a missing or non-finite value."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
