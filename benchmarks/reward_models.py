@@ -129,8 +129,8 @@ def _rounded(result: dict) -> dict:
 def _random_f1(seed: int) -> float:
     """ProcessBench F1 of uniform random step scores on the held-out solutions (τ = 0.5)."""
     from rewardjax import evaluation
-    from rewardjax.data.tasks import make_task
     from rewardjax.data.steps import first_error_label
+    from rewardjax.data.tasks import make_task
     from rewardjax.training.kinds.data import load_records
 
     task = make_task("arithmetic_chain", num_steps=3, max_operand=9)

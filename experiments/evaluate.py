@@ -137,11 +137,10 @@ def run(
     seed=0,
 ) -> dict:
     """Computes the requested metrics; returns {"table": {model: {metric: value}}, "selection": ...}."""
-    from rewardjax import models
+    from rewardjax import models, scoring
+    from rewardjax.evaluation import scorers
     from rewardjax.registry import TASKS
     from rewardjax.tokenizers import load_tokenizer
-    from rewardjax import scoring
-    from rewardjax.evaluation import scorers
     from rewardjax.training.kinds.data import load_records
     from rewardjax.training.rollout import sample_and_grade
 

@@ -5,7 +5,7 @@ which picks an implementation for the backend.
 
   logprob         fused log-prob + entropy + logsumexp from logits [N, V]
   linear_logprob  the same from hidden [N, D] and projection [D, V], never holding [N, V]
-  policy_loss     PPO clip / dual clip / k3 / entropy bonus / aggregation, fwd + bwd in one pass
+  policy_loss     PPO clip / dual clip / k3 / entropy bonus, row-weighted, fwd + bwd in one pass
 """
 
 import sys
@@ -42,27 +42,15 @@ else:
         pallas_token_logprobs,
         reference_token_logprobs,
     )
-    from rewardjax.kernels.policy_loss import (
-        AGGREGATIONS,
-        aggregate,
-        fused_policy_loss,
-        pallas_policy_loss,
-        reference_policy_loss,
-        row_weights,
-    )
+    from rewardjax.kernels.policy_loss import fused_policy_loss
 
     __all__ = [
-        "AGGREGATIONS",
         "TokenLogprobs",
-        "aggregate",
         "chunked_linear_logprobs",
         "chunked_token_logprobs",
         "fused_policy_loss",
         "pallas_linear_logprobs",
-        "pallas_policy_loss",
         "pallas_token_logprobs",
         "reference_linear_logprobs",
-        "reference_policy_loss",
         "reference_token_logprobs",
-        "row_weights",
     ]

@@ -1,9 +1,10 @@
 """Name → component registries.
 
 Every mechanism (loss, advantage estimator, reward, selection rule, ...) is
-registered under one snake_case key and chosen by config:
+registered under one snake_case key and chosen by config, its hyperparameters
+bound and checked once, at start:
 
-  loss_fn = functools.partial(POLICY_LOSSES.get(c.loss.name), **c.loss.kwargs)
+  loss_fn = bind(POLICY_LOSSES.get(c.loss.name), c.loss.kwargs, what="loss.kwargs")
 
 Keys are unique across *all* registries (mechanisms.md §12): the seed papers
 reuse acronyms, so a key must name one thing only.
@@ -11,7 +12,9 @@ reuse acronyms, so a key must name one thing only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,6 +77,62 @@ class Registry(Generic[F]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
+
+
+def hyperparameters(fn: Callable[..., Any]) -> dict[str, inspect.Parameter]:
+    """The keyword-only parameters of `fn` (of `fn.func` for a partial), by name."""
+    params = inspect.signature(fn).parameters
+    return {k: p for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def bind(
+    fn: Callable[..., Any],
+    kwargs: Mapping[str, Any],
+    *,
+    what: str = "loss.kwargs",
+    reserved: Mapping[str, str] | None = None,
+) -> functools.partial:
+    """`functools.partial(fn, **kwargs)` after checking every key against fn's hyperparameters.
+
+    Called once when a trainer starts, so that a mistyped key (`clip_hgh`) fails
+    there, naming itself, instead of being ignored or failing inside a trace.
+
+    Args:
+      fn: a registered component; its hyperparameters are its keyword-only
+        parameters.
+      kwargs: the config block of keyword arguments, e.g. `c.loss.kwargs`.
+      what: the config path of `kwargs`, for the error message.
+      reserved: keyword-only parameters the caller passes itself, mapped to
+        where their value comes from (e.g. {"kl_coef": "kl.coef"}); setting one
+        in `kwargs` is an error that says where it belongs.
+
+    Returns:
+      The partial, with the keys of `kwargs` bound.
+
+    Raises:
+      ValueError: a key that fn does not accept or that is reserved, or a
+        keyword-only parameter without default that neither sets; the message
+        names the key, `what` and the accepted keys.
+    """
+    kwargs, reserved = dict(kwargs), dict(reserved or {})
+    params = hyperparameters(fn)
+    name = getattr(fn, "__name__", repr(fn))
+    accepted = sorted(k for k in params if k not in reserved)
+    for key in kwargs:
+        if key in reserved:
+            raise ValueError(f"{what}.{key}: {name} gets {key!r} from {reserved[key]}, not {what}")
+        if key not in params:
+            raise ValueError(
+                f"{what}.{key}: {name} has no keyword {key!r}; accepted: {', '.join(accepted)}"
+            )
+    missing = [
+        k
+        for k, p in params.items()
+        if p.default is inspect.Parameter.empty and k not in kwargs and k not in reserved
+    ]
+    if missing:
+        raise ValueError(f"{what}: {name} needs {', '.join(f'{what}.{k}' for k in missing)}")
+    return functools.partial(fn, **kwargs)
 
 
 POLICY_LOSSES: Registry = Registry("policy loss")

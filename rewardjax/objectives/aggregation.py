@@ -26,7 +26,9 @@ across micro-batches (pass `loss_scale_factor`, e.g. the maximum response
 length); the default C = T is invariant only when every micro-batch has the
 same padded length.
 
-All aggregations accept the same keywords (`num_tokens`, `num_seqs`,
+Each mode is a weighted sum Σ_b w_b·Σ_t mask·ℓ with per-row weights w_b
+(`row_weights`, the one place the modes are defined; the fused policy-loss
+kernel takes those weights). All aggregations accept the same keywords (`num_tokens`, `num_seqs`,
 `loss_scale_factor`) and ignore those they do not use, so a policy loss can
 forward them unchanged. A batch with no valid token gives 0, never NaN.
 """
@@ -52,11 +54,13 @@ __all__ = [
     "masked_var",
     "masked_whiten",
     "row_masked_mean",
+    "row_weights",
     "safe_denominator",
     "seq_mean_token_mean",
     "seq_mean_token_sum",
     "seq_mean_token_sum_norm",
     "token_mean",
+    "weighted_sum",
 ]
 
 
@@ -137,10 +141,79 @@ def _check(values: Array, mask: Array) -> tuple[Array, Array]:
     return f32(values), f32(mask)
 
 
+def row_weights(
+    mask: Array,  # [B, T] 1.0 on completion tokens
+    *,
+    aggregation: str,
+    num_tokens: Array | float | None = None,
+    num_seqs: Array | float | None = None,
+    loss_scale_factor: float | None = None,
+) -> Array:  # [B]
+    """Per-row weights w_b with agg(ℓ) = Σ_b w_b·Σ_t mask·ℓ: the one definition of every mode.
+
+      token_mean               w_b = 1 / N_tok
+      seq_mean_token_sum       w_b = 1 / B′
+      seq_mean_token_mean      w_b = 1 / (B′·|y_b|)
+      seq_mean_token_sum_norm  w_b = 1 / (B′·C)
+
+    Every mode is this weighted sum, so the fused policy-loss kernel takes the
+    weights instead of a mode name (`rewardjax.ops.policy_loss`). Empty
+    normalisers count as 1.
+
+    Args:
+      mask: [B, T] 1.0 on completion tokens.
+      aggregation: a `LOSS_AGGREGATIONS` key.
+      num_tokens, num_seqs, loss_scale_factor: see the module docstring.
+
+    Returns:
+      [B] float32 weights.
+    """
+    chex.assert_rank(mask, 2)
+    if aggregation not in LOSS_AGGREGATIONS:
+        raise ValueError(
+            f"unknown aggregation {aggregation!r}; known: {', '.join(LOSS_AGGREGATIONS.names())}"
+        )
+    mask = jnp.where(mask > 0, f32(mask), 0.0)
+    lengths = jnp.sum(mask, axis=-1)
+    if aggregation == "token_mean":
+        n_tok = jnp.sum(lengths) if num_tokens is None else f32(num_tokens)
+        return jnp.broadcast_to(1.0 / safe_denominator(n_tok), lengths.shape)
+    n_seq = safe_denominator(_num_seqs(mask, num_seqs))
+    if aggregation == "seq_mean_token_sum":
+        return jnp.broadcast_to(1.0 / n_seq, lengths.shape)
+    if aggregation == "seq_mean_token_mean":
+        return 1.0 / (n_seq * safe_denominator(lengths))
+    if aggregation == "seq_mean_token_sum_norm":
+        c = mask.shape[1] if loss_scale_factor is None else loss_scale_factor
+        return jnp.broadcast_to(1.0 / (n_seq * f32(c)), lengths.shape)
+    raise ValueError(f"aggregation {aggregation!r} is registered but has no row weights here")
+
+
+def weighted_sum(
+    values: Array,  # [B, T]
+    mask: Array,  # [B, T]
+    weights: Array,  # [B] from `row_weights`
+) -> Array:
+    """Σ_b w_b·Σ_t mask·values, masked entries ignored even when they hold inf or NaN."""
+    return jnp.sum(weights * masked_sum(values, mask, axis=-1))
+
+
 def _num_seqs(mask: Array, num_seqs) -> Array:
     if num_seqs is not None:
         return f32(num_seqs)
     return jnp.sum((jnp.sum(mask, axis=-1) > 0).astype(jnp.float32))
+
+
+def _mode(name: str, values, mask, num_tokens, num_seqs, loss_scale_factor) -> Array:
+    values, mask = _check(values, mask)
+    w = row_weights(
+        mask,
+        aggregation=name,
+        num_tokens=num_tokens,
+        num_seqs=num_seqs,
+        loss_scale_factor=loss_scale_factor,
+    )
+    return weighted_sum(values, mask, w)
 
 
 @LOSS_AGGREGATIONS.register("token_mean")
@@ -169,10 +242,7 @@ def token_mean(
     Source: DAPO token-level policy-gradient loss (verl default `token-mean`, TRL
     `dapo` with global active tokens, OpenRLHF, tunix).
     """
-    del num_seqs, loss_scale_factor
-    values, mask = _check(values, mask)
-    denom = jnp.sum(mask) if num_tokens is None else f32(num_tokens)
-    return masked_sum(values, mask) / safe_denominator(denom)
+    return _mode("token_mean", values, mask, num_tokens, num_seqs, loss_scale_factor)
 
 
 @LOSS_AGGREGATIONS.register("seq_mean_token_sum")
@@ -199,9 +269,7 @@ def seq_mean_token_sum(
 
     Source: verl `seq-mean-token-sum`.
     """
-    del num_tokens, loss_scale_factor
-    values, mask = _check(values, mask)
-    return masked_sum(values, mask) / safe_denominator(_num_seqs(mask, num_seqs))
+    return _mode("seq_mean_token_sum", values, mask, num_tokens, num_seqs, loss_scale_factor)
 
 
 @LOSS_AGGREGATIONS.register("seq_mean_token_mean")
@@ -229,10 +297,7 @@ def seq_mean_token_mean(
     Source: "DeepSeekMath" GRPO objective, as in verl `seq-mean-token-mean`,
     TRL `grpo`, tunix.
     """
-    del num_tokens, loss_scale_factor
-    values, mask = _check(values, mask)
-    row = row_masked_mean(values, mask)
-    return jnp.sum(row) / safe_denominator(_num_seqs(mask, num_seqs))
+    return _mode("seq_mean_token_mean", values, mask, num_tokens, num_seqs, loss_scale_factor)
 
 
 @LOSS_AGGREGATIONS.register("seq_mean_token_sum_norm")
@@ -262,10 +327,7 @@ def seq_mean_token_sum_norm(
     Source: "Understanding R1-Zero-Like Training: A Critical Perspective"
     (Dr.GRPO); verl `seq-mean-token-sum-norm`, TRL `dr_grpo`.
     """
-    del num_tokens
-    values, mask = _check(values, mask)
-    c = values.shape[1] if loss_scale_factor is None else loss_scale_factor
-    return masked_sum(values, mask) / f32(c) / safe_denominator(_num_seqs(mask, num_seqs))
+    return _mode("seq_mean_token_sum_norm", values, mask, num_tokens, num_seqs, loss_scale_factor)
 
 
 def aggregate(

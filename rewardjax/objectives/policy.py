@@ -9,17 +9,28 @@ Every policy loss takes [B, T] arrays
   mask           1.0 on completion tokens
 
 and keyword-only hyperparameters, and returns `(loss, metrics)` where metrics
-are float32 scalars. Shared keywords:
+are float32 scalars. Each loss is written as its per-token term ℓ [B, T] with
+its own hyperparameters; `_policy_loss` registers it and appends the keywords
+that every policy loss shares (written once, in `SHARED_KEYWORDS`, and part of
+each loss's inspectable signature):
 
   aggregation          a `LOSS_AGGREGATIONS` key (see `aggregation.py`)
   num_tokens, num_seqs global normalizers for micro-batching (sum the
                        micro-batch losses); loss_scale_factor: Dr.GRPO's C
   rollout_logprobs     [B, T] sampler log-probs; with tis_mode != "off" the
                        per-token loss is multiplied by the truncated importance
-                       weight sg[w] (`tis_rollout_correction`); the
-                       rollout–trainer gap is logged whenever they are given
-  ref_logprobs         [B, T] reference log-probs; KL to ref is logged, and
-                       kl_coef > 0 adds β·agg(k(logp, ref)) (`kl_in_loss`)
+                       weight sg[w] (`tis_rollout_correction`, tis_cap,
+                       tis_cap_low); the rollout–trainer gap is logged whenever
+                       they are given
+  ref_logprobs         [B, T] reference log-probs; adds β·agg(k(logp, ref)) with
+                       β = kl_coef (a float or a traced scalar) and k the
+                       kl_estimator (`kl_in_loss`): the one KL-in-loss route
+  entropy              [B, T] per-token entropy of π_θ; adds −c_H·agg(H) with
+                       c_H = entropy_coef (`entropy_bonus`)
+  impl                 "auto" | "reference" | "chunked" | "pallas": a loss with
+                       a fused kernel (`ppo_clip`) runs it where it applies
+                       (`policy_loss_impl`); "reference" composes the
+                       registered objectives
 
 ρ = exp(clip(logp − old_logp, −20, 20)) throughout. On the first on-policy
 minibatch ρ ≡ 1 and every clip fraction is 0.
@@ -27,25 +38,33 @@ minibatch ρ ≡ 1 and every clip fraction is 0.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+
 import chex
 import jax
 import jax.numpy as jnp
 
+from rewardjax import ops
 from rewardjax.objectives.aggregation import (
     aggregate,
     f32,
     masked_mean,
     row_masked_mean,
+    row_weights,
 )
-from rewardjax.objectives.kl import kl_in_loss, kl_k1
+from rewardjax.objectives.kl import kl_in_loss
 from rewardjax.registry import POLICY_LOSSES
 from rewardjax.types import Array
 
 __all__ = [
+    "SHARED_KEYWORDS",
     "cispo_loss",
     "entropy_bonus",
     "gmpo_geo_mean_loss",
     "gspo_loss",
+    "policy_loss_impl",
     "ppo_clip_loss",
     "reinforce_pg_loss",
     "tis_rollout_correction",
@@ -55,6 +74,8 @@ __all__ = [
 
 _LOG_RATIO_CLAMP = 20.0
 _TIS_MODES = ("off", "token", "sequence", "token_mask", "sequence_mask")
+# KL estimators the fused kernel computes (k3 with verl's clamps).
+_FUSED_KL = ("kl_k3", "k3")
 
 sg = jax.lax.stop_gradient
 
@@ -137,6 +158,78 @@ def tis_rollout_correction(
     return sg(weights), metrics
 
 
+def _shared(name: str, default, annotation: str) -> inspect.Parameter:
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+# The keyword-only parameters every policy loss shares (see the module docstring).
+SHARED_KEYWORDS: tuple[inspect.Parameter, ...] = (
+    _shared("aggregation", "token_mean", "str"),
+    _shared("num_tokens", None, "Array | float | None"),
+    _shared("num_seqs", None, "Array | float | None"),
+    _shared("loss_scale_factor", None, "float | None"),
+    _shared("rollout_logprobs", None, "Array | None"),
+    _shared("tis_mode", "off", "str"),
+    _shared("tis_cap", 2.0, "float"),
+    _shared("tis_cap_low", None, "float | None"),
+    _shared("ref_logprobs", None, "Array | None"),
+    _shared("kl_coef", 0.0, "Array | float"),
+    _shared("kl_estimator", "kl_k3", "str"),
+    _shared("entropy", None, "Array | None"),
+    _shared("entropy_coef", 0.0, "float"),
+    _shared("impl", "auto", "str"),
+)
+
+
+def policy_loss_impl(
+    loss_fn: Callable,
+    impl: str = "auto",
+    *,
+    tis_mode: str = "off",
+    kl_estimator: str = "kl_k3",
+    with_kl: bool = False,
+) -> str:
+    """The implementation a registered policy loss runs: "reference", "chunked" or "pallas".
+
+    It depends on hyperparameters only, never on array values, so a trainer
+    decides once, at start, and binds the answer as `impl`. A loss with a fused
+    kernel (`loss_fn.fused`, today `ppo_clip`) runs it under "auto" unless the
+    kernel lacks something the run asks for (rollout correction, a KL estimator
+    other than k3); "auto" then falls back to the reference composition, and an
+    explicit "chunked" / "pallas" is an error.
+
+    Args:
+      loss_fn: a registered policy loss (or a partial of one).
+      impl: "auto" | "reference" | "chunked" | "pallas".
+      tis_mode: the loss's rollout-correction mode.
+      kl_estimator: the KL estimator, when `with_kl`.
+      with_kl: whether `ref_logprobs` (KL in the loss) will be passed.
+
+    Returns:
+      "reference", "chunked" (fused XLA pass) or "pallas".
+    """
+    fn = getattr(loss_fn, "func", loss_fn)
+    name = getattr(fn, "__name__", repr(fn))
+    if impl not in ops.IMPLS:
+        raise ValueError(f"{name}: impl must be one of {ops.IMPLS}, got {impl!r}")
+    if impl == "reference":
+        return "reference"
+    lacks = []
+    if not getattr(fn, "fused", False):
+        lacks.append("a fused kernel")
+    if tis_mode != "off":
+        lacks.append(f"tis_mode={tis_mode!r} (the fused kernel has no rollout correction)")
+    if with_kl and kl_estimator not in _FUSED_KL:
+        lacks.append(f"kl_estimator={kl_estimator!r} (the fused kernel computes k3)")
+    if lacks:
+        if impl == "auto":
+            return "reference"
+        raise ValueError(f"{name}: impl={impl!r} is not available here: {'; '.join(lacks)}")
+    return ops.resolve_impl(impl).impl
+
+
 def _finish(
     token_loss: Array,
     logprobs: Array,
@@ -153,10 +246,12 @@ def _finish(
     tis_cap: float,
     tis_cap_low: float | None,
     ref_logprobs,
-    kl_coef: float,
+    kl_coef,
     kl_estimator: str,
+    entropy,
+    entropy_coef: float,
 ) -> tuple[Array, dict[str, Array]]:
-    """Rollout correction, aggregation, optional KL-in-loss and the shared metrics."""
+    """Reference composition: rollout correction, aggregation, KL, entropy bonus, metrics."""
     if tis_mode not in _TIS_MODES:
         raise ValueError(f"unknown tis_mode {tis_mode!r}; known: {_TIS_MODES}")
     if rollout_logprobs is not None:
@@ -176,31 +271,159 @@ def _finish(
     elif tis_mode != "off":
         raise ValueError(f"tis_mode={tis_mode!r} needs rollout_logprobs [B, T]")
     counts = dict(num_tokens=num_tokens, num_seqs=num_seqs, loss_scale_factor=loss_scale_factor)
-    pg_loss = aggregate(token_loss, mask, aggregation=aggregation, **counts)
-    loss = pg_loss
-    metrics["pg_loss"] = sg(pg_loss)
+    loss = aggregate(token_loss, mask, aggregation=aggregation, **counts)
+    metrics["pg_loss"] = sg(loss)
     log_ratio = _log_ratio(logprobs, old_logprobs)
     metrics["ppo_kl"] = sg(masked_mean(-log_ratio, mask))
     metrics["approx_kl"] = sg(masked_mean(jnp.expm1(log_ratio) - log_ratio, mask))
     if ref_logprobs is not None:
-        chex.assert_equal_shape([ref_logprobs, mask])
-        if kl_coef != 0.0:
-            kl_loss, kl_metrics = kl_in_loss(
-                logprobs,
-                ref_logprobs,
-                mask,
-                kl_coef=kl_coef,
-                estimator=kl_estimator,
-                aggregation=aggregation,
-                **counts,
-            )
-            loss = loss + kl_loss
-            metrics.update(kl_metrics)
-        else:
-            metrics["kl_ref"] = sg(masked_mean(kl_k1(logprobs, ref_logprobs), mask))
-    elif kl_coef != 0.0:
-        raise ValueError("kl_coef != 0 needs ref_logprobs [B, T]")
+        kl_loss, kl_metrics = kl_in_loss(
+            logprobs,
+            ref_logprobs,
+            mask,
+            kl_coef=kl_coef,
+            estimator=kl_estimator,
+            aggregation=aggregation,
+            **counts,
+        )
+        loss = loss + kl_loss
+        metrics.update(kl_metrics)
+    if entropy is not None:
+        bonus, entropy_metrics = entropy_bonus(
+            entropy, mask, coef=entropy_coef, aggregation=aggregation, **counts
+        )
+        loss = loss + bonus
+        metrics.update(entropy_metrics)
     return loss, metrics
+
+
+def _fused_finish(
+    hyper: dict,
+    logprobs: Array,
+    old_logprobs: Array,
+    advantages: Array,
+    mask: Array,
+    *,
+    impl: str,
+    aggregation: str,
+    num_tokens,
+    num_seqs,
+    loss_scale_factor,
+    rollout_logprobs,
+    ref_logprobs,
+    kl_coef,
+    entropy,
+    entropy_coef: float,
+) -> tuple[Array, dict[str, Array]]:
+    """The same loss and metrics as `_finish` in one fused kernel pass (`ops.policy_loss`)."""
+    weights = row_weights(
+        mask,
+        aggregation=aggregation,
+        num_tokens=num_tokens,
+        num_seqs=num_seqs,
+        loss_scale_factor=loss_scale_factor,
+    )
+    loss, metrics = ops.policy_loss(
+        logprobs,
+        old_logprobs,
+        advantages,
+        mask,
+        row_weights=weights,
+        ref_logprobs=ref_logprobs,
+        entropy=entropy,
+        kl_coef=kl_coef,
+        entropy_coef=entropy_coef,
+        impl=impl,
+        **hyper,
+    )
+    metrics = dict(metrics)
+    # The two metrics the kernel does not reduce; cheap elementwise passes.
+    ratio = jnp.exp(_log_ratio(logprobs, old_logprobs))
+    metrics["ratio_max"] = sg(jnp.max(jnp.where(mask > 0, ratio, 0.0)))
+    if rollout_logprobs is not None:
+        gap = jnp.abs(old_logprobs - sg(f32(rollout_logprobs)))
+        metrics["rollout_logp_gap"] = masked_mean(gap, mask)
+    return loss, metrics
+
+
+def _policy_loss(
+    name: str,
+    *,
+    aggregation: str = "token_mean",
+    fixed_aggregation: bool = False,
+    fused: bool = False,
+) -> Callable[[Callable], Callable]:
+    """Registers a per-token policy term as the policy loss `name`.
+
+    The decorated function takes the checked float32 arrays (old_logprobs and
+    advantages stop-gradient) and its own keyword-only hyperparameters, and
+    returns (ℓ [B, T], metrics). The registered loss has its signature plus
+    `SHARED_KEYWORDS` and returns (loss, metrics).
+
+    Args:
+      name: the `POLICY_LOSSES` key.
+      aggregation: the default aggregation mode.
+      fixed_aggregation: the loss is defined with `aggregation` only (its ratio
+        is per sequence); another mode is an error.
+      fused: the loss's own hyperparameters are those of the fused kernel
+        (`ops.policy_loss`: clip_low, clip_high, dual_clip), which computes it.
+    """
+
+    def decorator(token_loss: Callable) -> Callable:
+        own = inspect.signature(token_loss)
+        own_keywords = [
+            k for k, p in own.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        shared = [
+            p.replace(default=aggregation) if p.name == "aggregation" else p
+            for p in SHARED_KEYWORDS
+        ]
+        signature = own.replace(
+            parameters=[*own.parameters.values(), *shared],
+            return_annotation="tuple[Array, dict[str, Array]]",
+        )
+
+        def loss(logprobs, old_logprobs, advantages, mask, **kwargs):
+            bound = signature.bind(logprobs, old_logprobs, advantages, mask, **kwargs)
+            bound.apply_defaults()
+            args = bound.arguments
+            hyper = {k: args[k] for k in own_keywords}
+            opts = {p.name: args[p.name] for p in SHARED_KEYWORDS}
+            if fixed_aggregation and opts["aggregation"] != aggregation:
+                raise ValueError(
+                    f"{name} is defined with aggregation={aggregation!r} (its ratio is per "
+                    f"sequence); got aggregation={opts['aggregation']!r}"
+                )
+            ref, ent = opts["ref_logprobs"], opts["entropy"]
+            lp, old, adv, m = _check_pg(
+                logprobs, old_logprobs, advantages, mask, opts["rollout_logprobs"], ref, ent
+            )
+            kl_coef = opts["kl_coef"]
+            if ref is None and not isinstance(kl_coef, jax.Array) and kl_coef != 0.0:
+                raise ValueError("kl_coef != 0 needs ref_logprobs [B, T]")
+            if ent is None and opts["entropy_coef"] != 0.0:
+                raise ValueError("entropy_coef != 0 needs entropy [B, T]")
+            impl = policy_loss_impl(
+                loss,
+                opts.pop("impl"),
+                tis_mode=opts["tis_mode"],
+                kl_estimator=opts["kl_estimator"],
+                with_kl=ref is not None,
+            )
+            if impl != "reference":
+                for key in ("tis_mode", "tis_cap", "tis_cap_low", "kl_estimator"):
+                    opts.pop(key)
+                return _fused_finish(hyper, lp, old, adv, m, impl=impl, **opts)
+            per_token, metrics = token_loss(lp, old, adv, m, **hyper)
+            return _finish(per_token, lp, old, m, metrics, **opts)
+
+        functools.update_wrapper(loss, token_loss)
+        del loss.__wrapped__  # the signature is `signature`, not the per-token term's
+        loss.__signature__ = signature
+        loss.fused = fused
+        return POLICY_LOSSES.register(name)(loss)
+
+    return decorator
 
 
 def _ppo_clip_token_loss(ratio, advantages, mask, clip_low, clip_high, dual_clip):
@@ -230,7 +453,7 @@ def _ppo_clip_token_loss(ratio, advantages, mask, clip_low, clip_high, dual_clip
     return loss, metrics
 
 
-@POLICY_LOSSES.register("ppo_clip")
+@_policy_loss("ppo_clip", fused=True)
 def ppo_clip_loss(
     logprobs: Array,  # [B, T] log π_θ(y_t | x, y_<t)
     old_logprobs: Array,  # [B, T] same tokens under the behaviour policy
@@ -240,21 +463,14 @@ def ppo_clip_loss(
     clip_low: float = 0.2,
     clip_high: float = 0.2,
     dual_clip: float | None = None,
-    aggregation: str = "token_mean",
-    num_tokens: Array | float | None = None,
-    num_seqs: Array | float | None = None,
-    loss_scale_factor: float | None = None,
-    rollout_logprobs: Array | None = None,
-    tis_mode: str = "off",
-    tis_cap: float = 2.0,
-    tis_cap_low: float | None = None,
-    ref_logprobs: Array | None = None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "kl_k3",
 ) -> tuple[Array, dict[str, Array]]:
     """Clipped surrogate with asymmetric clip range and optional dual clip.
 
       ℓ_t = max(−A·ρ, −A·clip(ρ, 1−ε_low, 1+ε_high));  where A < 0: ℓ_t ← min(ℓ_t, −c·A)
+
+    With impl="auto" the loss, its KL and entropy terms and their gradient run
+    as one fused kernel pass (`rewardjax.ops.policy_loss`) unless the run uses
+    rollout correction or a KL estimator other than k3.
 
     Args:
       logprobs: [B, T] current log-probs of the sampled tokens.
@@ -264,56 +480,23 @@ def ppo_clip_loss(
       clip_low: ε_low (0.2: verl, TRL, OpenRLHF).
       clip_high: ε_high (0.2; DAPO clip-higher 0.28).
       dual_clip: c > 1 of dual-clip PPO (verl 3.0); off when None (OpenRLHF, TRL).
-      aggregation, num_tokens, num_seqs, loss_scale_factor, rollout_logprobs,
-      tis_mode, tis_cap, tis_cap_low, ref_logprobs, kl_coef, kl_estimator: see
-        the module docstring.
+      Shared keywords (aggregation, ..., impl): see the module docstring.
 
     Returns:
       (loss, metrics) with clip_frac, clip_frac_low, clip_frac_high,
       clip_frac_dual, ratio_mean, ratio_max, ppo_kl, approx_kl, pg_loss and, when
-      given the inputs, kl_ref and the rollout-correction metrics.
+      given the inputs, kl_ref / kl_loss, entropy and the rollout-correction metrics.
 
     Source: "Proximal Policy Optimization Algorithms" (Schulman et al., 2017);
     asymmetric clip: "Evolving Language Models without Labels: Majority Drives
     Selection, Novelty Promotes Variation" (EVOL-RL) and DAPO; verl `vanilla`,
     OpenRLHF, TRL, tunix.
     """
-    logprobs, old_logprobs, advantages, mask = _check_pg(
-        logprobs, old_logprobs, advantages, mask, rollout_logprobs, ref_logprobs
-    )
     ratio = jnp.exp(_log_ratio(logprobs, old_logprobs))
-    token_loss, metrics = _ppo_clip_token_loss(
-        ratio, advantages, mask, clip_low, clip_high, dual_clip
-    )
-    return _finish(
-        token_loss,
-        logprobs,
-        old_logprobs,
-        mask,
-        metrics,
-        aggregation=aggregation,
-        num_tokens=num_tokens,
-        num_seqs=num_seqs,
-        loss_scale_factor=loss_scale_factor,
-        rollout_logprobs=rollout_logprobs,
-        tis_mode=tis_mode,
-        tis_cap=tis_cap,
-        tis_cap_low=tis_cap_low,
-        ref_logprobs=ref_logprobs,
-        kl_coef=kl_coef,
-        kl_estimator=kl_estimator,
-    )
+    return _ppo_clip_token_loss(ratio, advantages, mask, clip_low, clip_high, dual_clip)
 
 
-def _require_aggregation(name: str, aggregation: str, forced: str) -> None:
-    if aggregation != forced:
-        raise ValueError(
-            f"{name} is defined with aggregation={forced!r} (its ratio is per sequence); "
-            f"got aggregation={aggregation!r}"
-        )
-
-
-@POLICY_LOSSES.register("gspo")
+@_policy_loss("gspo", aggregation="seq_mean_token_mean", fixed_aggregation=True)
 def gspo_loss(
     logprobs: Array,  # [B, T]
     old_logprobs: Array,  # [B, T]
@@ -322,17 +505,6 @@ def gspo_loss(
     *,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
-    aggregation: str = "seq_mean_token_mean",
-    num_tokens: Array | float | None = None,
-    num_seqs: Array | float | None = None,
-    loss_scale_factor: float | None = None,
-    rollout_logprobs: Array | None = None,
-    tis_mode: str = "off",
-    tis_cap: float = 2.0,
-    tis_cap_low: float | None = None,
-    ref_logprobs: Array | None = None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "kl_k3",
 ) -> tuple[Array, dict[str, Array]]:
     """Sequence-level importance ratio (geometric mean of token ratios), PPO-clipped.
 
@@ -348,8 +520,8 @@ def gspo_loss(
       mask: [B, T] 1.0 on completion tokens.
       clip_low, clip_high: ε (verl reuses 0.2; the GSPO paper uses far smaller
         ranges).
-      aggregation: must be "seq_mean_token_mean".
-      Other keywords: see the module docstring.
+      Shared keywords: see the module docstring; aggregation must be
+        "seq_mean_token_mean".
 
     Returns:
       (loss, metrics) as `ppo_clip` (ratio metrics are over the sequence ratio).
@@ -357,35 +529,13 @@ def gspo_loss(
     Source: "Group Sequence Policy Optimization" (GSPO); verl/OpenRLHF `gspo`,
     TRL `importance_sampling_level=sequence`, tunix `gspo-token`.
     """
-    _require_aggregation("gspo", aggregation, "seq_mean_token_mean")
-    logprobs, old_logprobs, advantages, mask = _check_pg(
-        logprobs, old_logprobs, advantages, mask, rollout_logprobs, ref_logprobs
-    )
     seq_log = row_masked_mean(_log_ratio(logprobs, old_logprobs), mask)
     seq_log = jnp.clip(seq_log, -_LOG_RATIO_CLAMP, 10.0)
     ratio = jnp.exp(sg(seq_log)[:, None] + logprobs - sg(logprobs))
-    token_loss, metrics = _ppo_clip_token_loss(ratio, advantages, mask, clip_low, clip_high, None)
-    return _finish(
-        token_loss,
-        logprobs,
-        old_logprobs,
-        mask,
-        metrics,
-        aggregation=aggregation,
-        num_tokens=num_tokens,
-        num_seqs=num_seqs,
-        loss_scale_factor=loss_scale_factor,
-        rollout_logprobs=rollout_logprobs,
-        tis_mode=tis_mode,
-        tis_cap=tis_cap,
-        tis_cap_low=tis_cap_low,
-        ref_logprobs=ref_logprobs,
-        kl_coef=kl_coef,
-        kl_estimator=kl_estimator,
-    )
+    return _ppo_clip_token_loss(ratio, advantages, mask, clip_low, clip_high, None)
 
 
-@POLICY_LOSSES.register("cispo")
+@_policy_loss("cispo")
 def cispo_loss(
     logprobs: Array,  # [B, T]
     old_logprobs: Array,  # [B, T]
@@ -395,17 +545,6 @@ def cispo_loss(
     clip_low: float = 0.2,
     clip_high: float = 0.2,
     weight_clip: str = "two_sided",
-    aggregation: str = "token_mean",
-    num_tokens: Array | float | None = None,
-    num_seqs: Array | float | None = None,
-    loss_scale_factor: float | None = None,
-    rollout_logprobs: Array | None = None,
-    tis_mode: str = "off",
-    tis_cap: float = 2.0,
-    tis_cap_low: float | None = None,
-    ref_logprobs: Array | None = None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "kl_k3",
 ) -> tuple[Array, dict[str, Array]]:
     """Clipped importance-sampling-weight policy optimisation: clip the weight, keep every gradient.
 
@@ -421,8 +560,7 @@ def cispo_loss(
       clip_low, clip_high: ε_low, ε_high. With weight_clip="upper" clip_high is
         the absolute cap (TRL recommends 5, ScaleRL).
       weight_clip: "two_sided" (verl) or "upper" (TRL).
-      aggregation: default `token_mean`.
-      Other keywords: see the module docstring.
+      Shared keywords: see the module docstring (aggregation default `token_mean`).
 
     Returns:
       (loss, metrics) with clip_frac (tokens whose weight was clipped), ratio_mean,
@@ -431,9 +569,6 @@ def cispo_loss(
     Source: "MiniMax-M1: Scaling Test-Time Compute Efficiently with Lightning
     Attention" (CISPO); verl `cispo`, TRL `cispo`.
     """
-    logprobs, old_logprobs, advantages, mask = _check_pg(
-        logprobs, old_logprobs, advantages, mask, rollout_logprobs, ref_logprobs
-    )
     ratio = jnp.exp(_log_ratio(logprobs, old_logprobs))
     if weight_clip == "two_sided":
         w = jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high)
@@ -441,32 +576,14 @@ def cispo_loss(
         w = jnp.minimum(ratio, clip_high)
     else:
         raise ValueError(f"cispo: weight_clip must be 'two_sided' or 'upper', got {weight_clip!r}")
-    token_loss = -sg(w) * advantages * logprobs
     metrics = {
         "clip_frac": _frac(w != ratio, mask),
         "ratio_mean": sg(masked_mean(ratio, mask)),
     }
-    return _finish(
-        token_loss,
-        logprobs,
-        old_logprobs,
-        mask,
-        metrics,
-        aggregation=aggregation,
-        num_tokens=num_tokens,
-        num_seqs=num_seqs,
-        loss_scale_factor=loss_scale_factor,
-        rollout_logprobs=rollout_logprobs,
-        tis_mode=tis_mode,
-        tis_cap=tis_cap,
-        tis_cap_low=tis_cap_low,
-        ref_logprobs=ref_logprobs,
-        kl_coef=kl_coef,
-        kl_estimator=kl_estimator,
-    )
+    return -sg(w) * advantages * logprobs, metrics
 
 
-@POLICY_LOSSES.register("gmpo_geo_mean")
+@_policy_loss("gmpo_geo_mean", aggregation="seq_mean_token_mean", fixed_aggregation=True)
 def gmpo_geo_mean_loss(
     logprobs: Array,  # [B, T]
     old_logprobs: Array,  # [B, T]
@@ -475,17 +592,6 @@ def gmpo_geo_mean_loss(
     *,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
-    aggregation: str = "seq_mean_token_mean",
-    num_tokens: Array | float | None = None,
-    num_seqs: Array | float | None = None,
-    loss_scale_factor: float | None = None,
-    rollout_logprobs: Array | None = None,
-    tis_mode: str = "off",
-    tis_cap: float = 2.0,
-    tis_cap_low: float | None = None,
-    ref_logprobs: Array | None = None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "kl_k3",
 ) -> tuple[Array, dict[str, Array]]:
     """Geometric-mean policy optimisation: a sequence ratio from log-space-clipped token ratios.
 
@@ -501,8 +607,8 @@ def gmpo_geo_mean_loss(
       advantages: [B, T] advantages.
       mask: [B, T] 1.0 on completion tokens.
       clip_low, clip_high: log-space bounds (verl reuses 0.2).
-      aggregation: must be "seq_mean_token_mean".
-      Other keywords: see the module docstring.
+      Shared keywords: see the module docstring; aggregation must be
+        "seq_mean_token_mean".
 
     Returns:
       (loss, metrics) with clip_frac (tokens clipped in log space), ratio_mean
@@ -511,10 +617,6 @@ def gmpo_geo_mean_loss(
     Source: "Geometric-Mean Policy Optimization" (GMPO); verl `geo_mean`, TRL
     experimental `gmpo`.
     """
-    _require_aggregation("gmpo_geo_mean", aggregation, "seq_mean_token_mean")
-    logprobs, old_logprobs, advantages, mask = _check_pg(
-        logprobs, old_logprobs, advantages, mask, rollout_logprobs, ref_logprobs
-    )
     delta = _log_ratio(logprobs, old_logprobs)
     sgn = jnp.sign(advantages)
     delta_clipped = jnp.clip(delta, -clip_low, clip_high)
@@ -527,44 +629,15 @@ def gmpo_geo_mean_loss(
         "clip_frac": _frac((sgn != 0) & (delta_tilde != delta), mask),
         "ratio_mean": sg(jnp.sum(seq_ratio * rows) / jnp.maximum(jnp.sum(rows), 1.0)),
     }
-    return _finish(
-        token_loss,
-        logprobs,
-        old_logprobs,
-        mask,
-        metrics,
-        aggregation=aggregation,
-        num_tokens=num_tokens,
-        num_seqs=num_seqs,
-        loss_scale_factor=loss_scale_factor,
-        rollout_logprobs=rollout_logprobs,
-        tis_mode=tis_mode,
-        tis_cap=tis_cap,
-        tis_cap_low=tis_cap_low,
-        ref_logprobs=ref_logprobs,
-        kl_coef=kl_coef,
-        kl_estimator=kl_estimator,
-    )
+    return token_loss, metrics
 
 
-@POLICY_LOSSES.register("reinforce_pg")
+@_policy_loss("reinforce_pg")
 def reinforce_pg_loss(
     logprobs: Array,  # [B, T]
     old_logprobs: Array,  # [B, T] used only for metrics and rollout correction
     advantages: Array,  # [B, T]
     mask: Array,  # [B, T]
-    *,
-    aggregation: str = "token_mean",
-    num_tokens: Array | float | None = None,
-    num_seqs: Array | float | None = None,
-    loss_scale_factor: float | None = None,
-    rollout_logprobs: Array | None = None,
-    tis_mode: str = "off",
-    tis_cap: float = 2.0,
-    tis_cap_low: float | None = None,
-    ref_logprobs: Array | None = None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "kl_k3",
 ) -> tuple[Array, dict[str, Array]]:
     """Plain policy gradient (REINFORCE / GPG), no ratio and no clipping.
 
@@ -577,7 +650,7 @@ def reinforce_pg_loss(
       old_logprobs: [B, T] behaviour-policy log-probs (metrics only).
       advantages: [B, T] advantages.
       mask: [B, T] 1.0 on completion tokens.
-      Other keywords: see the module docstring.
+      Shared keywords: see the module docstring.
 
     Returns:
       (loss, metrics) with ppo_kl, approx_kl, pg_loss.
@@ -585,28 +658,8 @@ def reinforce_pg_loss(
     Source: "Simple Statistical Gradient-Following Algorithms for Connectionist
     Reinforcement Learning" (Williams, 1992); verl `gpg`, bypass `reinforce`.
     """
-    logprobs, old_logprobs, advantages, mask = _check_pg(
-        logprobs, old_logprobs, advantages, mask, rollout_logprobs, ref_logprobs
-    )
-    token_loss = -advantages * logprobs
-    return _finish(
-        token_loss,
-        logprobs,
-        old_logprobs,
-        mask,
-        {},
-        aggregation=aggregation,
-        num_tokens=num_tokens,
-        num_seqs=num_seqs,
-        loss_scale_factor=loss_scale_factor,
-        rollout_logprobs=rollout_logprobs,
-        tis_mode=tis_mode,
-        tis_cap=tis_cap,
-        tis_cap_low=tis_cap_low,
-        ref_logprobs=ref_logprobs,
-        kl_coef=kl_coef,
-        kl_estimator=kl_estimator,
-    )
+    del old_logprobs, mask
+    return -advantages * logprobs, {}
 
 
 def token_entropy(logits: Array) -> Array:  # [B, T, V] -> [B, T]

@@ -6,10 +6,9 @@ CPU; "reference", "chunked" and "pallas" force one (see `resolve_impl`).
 
 from rewardjax.ops.dispatch import IMPLS, Choice, resolve_impl
 from rewardjax.ops.logprobs import TokenLogprobs, token_logprobs, token_logprobs_from_hidden
-from rewardjax.ops.policy import AGGREGATIONS, policy_loss
+from rewardjax.ops.policy import policy_loss
 
 __all__ = [
-    "AGGREGATIONS",
     "IMPLS",
     "Choice",
     "TokenLogprobs",

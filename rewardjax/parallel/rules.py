@@ -41,7 +41,9 @@ DEFAULT_RULES: tuple[tuple[str, MeshAxes], ...] = (
     ("vocab", "tensor"),
     ("embed", "fsdp"),
     ("heads", "tensor"),
-    ("kv", None),
+    # Head width: on fsdp only where `embed` did not take it (a q/k/v bias, a
+    # q/k norm), so that no parameter stays whole on every fsdp device.
+    ("kv", "fsdp"),
     ("mlp", "tensor"),
     ("layers", None),
     # Activations: the batch over every data-parallel axis; MLP width and

@@ -106,6 +106,7 @@ def prm_step_logits(
 
 
 def load_scorer_tokenizer(spec: str | Tokenizer | None, path: str) -> Tokenizer:
+    """A scorer's tokenizer: `spec` itself, the tokenizer it names, else the one saved at `path`."""
     if isinstance(spec, Tokenizer):
         return spec
     return load_tokenizer(spec or path)

@@ -134,6 +134,17 @@ class Checkpointer:
             return step, restored["state"], meta
         return None
 
+    def restore_step(self, step: int, template: Any) -> tuple[Any, dict]:
+        """(state, meta) of checkpoint `step`; raises when it cannot be read."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return restored["state"], restored["meta"]
+
     def _skip(self, step: int, error: Exception) -> None:
         logging.warning(
             "checkpoint step %d in %s is unreadable (%s: %s); trying the previous one",

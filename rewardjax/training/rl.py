@@ -29,7 +29,12 @@ from rewardjax.objectives.kl import kl_in_reward
 from rewardjax.registry import ADVANTAGES, KL_ESTIMATORS
 from rewardjax.training.loop import Trainer, finite_or_none
 from rewardjax.training.prompts import PromptSource
-from rewardjax.training.rl_loss import compute_advantages, make_rl_loss
+from rewardjax.training.rl_loss import (
+    advantage_estimator,
+    check_kl_config,
+    compute_advantages,
+    make_rl_loss,
+)
 from rewardjax.training.rl_rewards import RewardComputer
 from rewardjax.training.rollout import (
     decode_completions,
@@ -56,9 +61,7 @@ class RLTrainer(Trainer):
                 f"rollout.prompts_per_step × group_size = {self.rows} rows do not divide into "
                 f"updates.minibatches={c.updates.minibatches}"
             )
-        if c.kl.placement not in ("none", "loss", "reward"):
-            raise ValueError(f"kl.placement={c.kl.placement!r}; known: none, loss, reward")
-        self.use_kl = c.kl.placement != "none" and (c.kl.coef > 0 or c.kl.adaptive)
+        self.use_kl = check_kl_config(c.kl.placement, c.kl.coef, c.kl.adaptive)
         self.model_config, params, logical = self.load_model()
         self.policy = models.build(self.model_config)
         train_params, train_logical = {"policy": params}, {"policy": logical}
@@ -98,15 +101,14 @@ class RLTrainer(Trainer):
             loss_kwargs=dict(c.loss.kwargs),
             aggregation=c.loss.aggregation,
             temperature=c.rollout.temperature,
-            kl_placement=c.kl.placement if self.use_kl else "none",
+            kl_placement=c.kl.placement,
             kl_estimator=c.kl.estimator,
             entropy_coef=c.entropy_coef,
             value_coef=c.critic.coef,
             value_clip=c.critic.clip,
             logprob_impl=c.logprob_impl,
-            # A fixed β can be compiled into the fused loss; an adaptive one cannot.
-            fused_kl_coef=None if (c.kl.adaptive or not c.fused_policy_loss) else float(c.kl.coef),
         )
+        self.advantage_estimator = advantage_estimator(c.advantage.name, c.advantage.kwargs)
         self.compile_step(loss, rows=self.rows // c.updates.minibatches)
         batch_sharding = parallel.batch_sharding(self.mesh)
         self._logprob_fn = jax.jit(
@@ -305,14 +307,12 @@ class RLTrainer(Trainer):
                 metrics.update({f"kl/{k}": v for k, v in kl_metrics.items()})
             else:
                 device["ref_logprobs"] = ref_logprobs
-                device["kl_coef"] = jnp.full((self.rows,), self.kl_coef, jnp.float32)
         values = None
         if self.critic is not None:
             values = self._chunked(self._value_fn, params["critic"], batch, keys)
             device["old_values"] = values
         advantages, returns = compute_advantages(
-            c.advantage.name,
-            dict(c.advantage.kwargs),
+            self.advantage_estimator,
             rewards=rewards,
             mask=mask,
             group_size=self.group_size,
@@ -360,7 +360,7 @@ class RLTrainer(Trainer):
             for m in range(c.updates.minibatches):
                 idx = order[m * minibatch : (m + 1) * minibatch]
                 mb = {k: v[idx] for k, v in device.items()}
-                update_metrics.append(self.update(mb))
+                update_metrics.append(self.update(mb, {"kl_coef": self.kl_coef}))
         update_metrics = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *update_metrics)
         if self.kl_controller is not None and "kl/ref_k1" in metrics:
             kl_state = self.kl_controller.update(

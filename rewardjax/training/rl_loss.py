@@ -1,37 +1,113 @@
 """The RL loss and the advantage step: config → registered estimator and policy loss.
 
-  loss = make_rl_loss(policy, critic, loss_name="ppo_clip", ...)   # (params, mb, rng, totals)
-  advantages, returns = compute_advantages("grpo_group_norm", {}, rewards=r, mask=m, group_size=8)
+Everything a config chooses is bound and checked once, at start; β (the KL
+coefficient) is the one value that changes between steps, and it reaches the
+loss as a scalar input of the update step (`totals["kl_coef"]`, see
+`training.step`), never as a compiled constant.
+
+  use_kl = check_kl_config(c.kl.placement, c.kl.coef, c.kl.adaptive)          # start
+  loss = make_rl_loss(policy, critic, loss_name="ppo_clip", loss_kwargs={...}, ...)
+  estimator = advantage_estimator("grpo_group_norm", {"eps": 1e-6})              # start
+  advantages, returns = compute_advantages(estimator, rewards=r, mask=m, group_size=8)
+  state, metrics = update_fn(state, batch, rng, {"kl_coef": β})                  # per step
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+from collections.abc import Callable, Mapping
 
 import jax
 
-from rewardjax import models, ops
+from rewardjax import models, registry
 from rewardjax.models import forward
-from rewardjax.objectives import aggregation as agg
 from rewardjax.objectives.advantages import broadcast_to_tokens, outcome_to_token_rewards
-from rewardjax.objectives.kl import kl_in_loss
-from rewardjax.objectives.policy import value_loss_clipped
+from rewardjax.objectives.policy import policy_loss_impl, value_loss_clipped
 from rewardjax.registry import ADVANTAGES, POLICY_LOSSES
 
 Array = jax.Array
 
+KL_PLACEMENTS = ("none", "loss", "reward")
 
-def _accepted(fn, kwargs: dict) -> dict:
-    """The subset of kwargs that fn's signature accepts."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
+# Keywords of a policy loss that make_rl_loss passes itself, and where each comes
+# from: setting one in loss.kwargs is an error that names its real config key.
+POLICY_LOSS_INPUTS = {
+    "aggregation": "loss.aggregation",
+    "num_tokens": "the batch totals",
+    "num_seqs": "the batch totals",
+    "rollout_logprobs": "the rollout",
+    "ref_logprobs": "the reference policy (kl.placement='loss')",
+    "kl_coef": "kl.coef (a scalar input of each step)",
+    "kl_estimator": "kl.estimator",
+    "entropy": "the policy forward pass",
+    "entropy_coef": "entropy_coef",
+}
+
+# Arguments of an advantage estimator that compute_advantages passes itself.
+ADVANTAGE_INPUTS = {
+    k: "the trainer"
+    for k in (
+        "rewards",
+        "mask",
+        "group_size",
+        "group_id",
+        "valid",
+        "token_rewards",
+        "values",
+        "baseline_rewards",
+    )
+}
+
+
+def check_kl_config(placement: str, coef: float, adaptive: bool) -> bool:
+    """Checks kl.{placement, coef, adaptive} at start; True when the run needs π_ref.
+
+    A KL term exists exactly when `placement != "none"`, and then β = coef > 0
+    (the adaptive controller scales β multiplicatively, so it needs a positive
+    start too). Anything else is an error rather than a silent no-KL run:
+    `kl.coef=0.04` alone would otherwise train without KL, and a placement with
+    β = 0 would run the reference model every step for nothing (the β = 0 point
+    of a sweep is `placement="none"`).
+
+    Args:
+      placement: "none" | "loss" | "reward".
+      coef: β, or the adaptive controller's initial β.
+      adaptive: whether β follows `adaptive_kl_controller`.
+
+    Returns:
+      Whether a reference policy is needed.
+    """
+    if placement not in KL_PLACEMENTS:
+        raise ValueError(f"kl.placement={placement!r}; known: {', '.join(KL_PLACEMENTS)}")
+    if coef < 0:
+        raise ValueError(f"kl.coef={coef} must be >= 0")
+    if placement == "none":
+        if coef > 0 or adaptive:
+            raise ValueError(
+                f"kl.coef={coef} (kl.adaptive={adaptive}) with kl.placement='none' would train "
+                "without KL: set kl.placement='loss' (GRPO) or 'reward' (PPO), or kl.coef=0 "
+                "and kl.adaptive=False"
+            )
+        return False
+    if coef == 0:
+        raise ValueError(
+            f"kl.placement={placement!r} with kl.coef=0 adds no KL (an adaptive β starting at 0 "
+            "stays 0) but runs the reference model every step: set kl.coef > 0, or "
+            "kl.placement='none' for no KL"
+        )
+    return True
+
+
+def advantage_estimator(name: str, kwargs: Mapping) -> functools.partial:
+    """The registered estimator `name` with `kwargs` bound and checked (call once, at start)."""
+    return registry.bind(
+        ADVANTAGES.get(name), kwargs, what="advantage.kwargs", reserved=ADVANTAGE_INPUTS
+    )
 
 
 def compute_advantages(
-    name: str,
-    kwargs: dict,
+    estimator: Callable,
     *,
     rewards: Array,  # [B]
     mask: Array,  # [B, T]
@@ -40,12 +116,16 @@ def compute_advantages(
     values: Array | None = None,  # [B, T]
     baseline_rewards: Array | None = None,  # [B]
 ) -> tuple[Array, Array | None]:
-    """Runs the registered estimator `name`; returns (advantages [B, T], returns [B, T] or None).
+    """Runs a bound estimator; returns (advantages [B, T], returns [B, T] or None).
 
     Estimators declare what they need by argument name (rewards, mask,
     group_size, token_rewards, values, baseline_rewards); the rest is left out.
+
+    Args:
+      estimator: from `advantage_estimator`.
+      rewards, mask, group_size, token_rewards, values, baseline_rewards: the
+        inputs this run has (None: not available).
     """
-    fn = ADVANTAGES.get(name)
     if token_rewards is None:
         token_rewards = outcome_to_token_rewards(rewards, mask)
     available = dict(
@@ -56,18 +136,18 @@ def compute_advantages(
         values=values,
         baseline_rewards=baseline_rewards,
     )
-    params = inspect.signature(fn).parameters
+    params = inspect.signature(estimator).parameters
     missing = [
         k
         for k, p in params.items()
-        if p.default is inspect.Parameter.empty and available.get(k) is None and k not in kwargs
+        if p.default is inspect.Parameter.empty and available.get(k) is None
     ]
     if missing:
+        name = getattr(estimator, "func", estimator).__name__
         raise ValueError(
             f"advantage estimator {name!r} needs {missing}, which this run does not provide"
         )
-    call = {k: v for k, v in available.items() if k in params and v is not None}
-    out = fn(**call, **kwargs)
+    out = estimator(**{k: v for k, v in available.items() if k in params and v is not None})
     returns = None
     if isinstance(out, tuple):
         out, returns = out
@@ -76,12 +156,21 @@ def compute_advantages(
     return out, returns
 
 
+def _step_kl_coef(totals: Mapping[str, Array]) -> Array:
+    if "kl_coef" not in totals:
+        raise KeyError(
+            "kl.placement='loss' needs β as a scalar input of the step: "
+            "update_fn(state, batch, rng, {'kl_coef': β})"
+        )
+    return totals["kl_coef"]
+
+
 def make_rl_loss(
     policy: models.Decoder,
     critic: models.Decoder | None,
     *,
     loss_name: str,
-    loss_kwargs: dict,
+    loss_kwargs: Mapping,
     aggregation: str,
     temperature: float,
     kl_placement: str,
@@ -90,26 +179,50 @@ def make_rl_loss(
     value_coef: float,
     value_clip: float | None,
     logprob_impl: str = "auto",
-    fused_kl_coef: float | None = None,
 ):
     """The RL loss `(params, minibatch, rng, totals) -> (loss, metrics)`.
 
     params: {"policy": ..., ["critic": ...]}. Minibatch keys: prompt_tokens,
-    prompt_mask, tokens, mask, old_logprobs, rollout_logprobs, advantages, and
-    when used ref_logprobs + kl_coef (KL in the loss), old_values + returns
-    (critic).
+    prompt_mask, tokens, mask, old_logprobs, rollout_logprobs, advantages,
+    ref_logprobs with kl_placement="loss", old_values + returns with a critic.
+    totals: num_tokens, num_seqs and, with kl_placement="loss", the step's β as
+    `kl_coef` (a replicated f32 scalar: a new β never recompiles).
 
-    `ppo_clip` with a fixed KL coefficient (`fused_kl_coef` not None) and the
-    k3 estimator runs as one fused pass (`rewardjax.ops.policy_loss`: ratio,
-    clipping, k3 KL, entropy bonus and aggregation, forward and backward);
-    every other combination composes the registered objectives.
+    The registered policy loss `loss_name` is bound here with `loss_kwargs`
+    (every key checked: a typo fails now, naming itself) and computes the
+    policy term, the KL-in-loss term and the entropy bonus. Its `impl`
+    (loss.kwargs.impl, "auto" by default) is resolved here, once: `ppo_clip`
+    runs as one fused kernel pass where that applies (`policy_loss_impl`).
     """
-    loss_fn = POLICY_LOSSES.get(loss_name)
-    fused = (
-        fused_kl_coef is not None
-        and loss_name == "ppo_clip"
-        and loss_kwargs.get("tis_mode", "off") == "off"
-        and (kl_placement != "loss" or kl_estimator in ("kl_k3", "k3"))
+    if kl_placement not in KL_PLACEMENTS:
+        raise ValueError(f"kl.placement={kl_placement!r}; known: {', '.join(KL_PLACEMENTS)}")
+    registered = POLICY_LOSSES.get(loss_name)
+    if "impl" not in registry.hyperparameters(registered):
+        raise ValueError(
+            f"loss.name={loss_name!r} is not a policy loss of (logprobs, old_logprobs, "
+            "advantages, mask)"
+        )
+    loss_fn = registry.bind(
+        registered, loss_kwargs, what="loss.kwargs", reserved=POLICY_LOSS_INPUTS
+    )
+    bound = registry.hyperparameters(loss_fn)  # defaults are now the bound values
+    kl_in_loss = kl_placement == "loss"
+    try:
+        impl = policy_loss_impl(
+            registered,
+            bound["impl"].default,
+            tis_mode=bound["tis_mode"].default,
+            kl_estimator=kl_estimator,
+            with_kl=kl_in_loss,
+        )
+    except ValueError as e:
+        raise ValueError(f"loss.kwargs.impl: {e}") from None
+    loss_fn = functools.partial(
+        loss_fn,
+        impl=impl,
+        aggregation=aggregation,
+        kl_estimator=kl_estimator,
+        entropy_coef=entropy_coef,
     )
 
     def rl_loss(params, mb, rng, totals):
@@ -126,55 +239,21 @@ def make_rl_loss(
         )
         mask = mb["mask"]
         counts = dict(num_tokens=totals["num_tokens"], num_seqs=totals["num_seqs"])
-        if fused:
-            loss, metrics = ops.policy_loss(
-                logp,
-                mb["old_logprobs"],
-                mb["advantages"],
-                mask,
-                ref_logprobs=mb["ref_logprobs"] if kl_placement == "loss" else None,
-                entropy=entropy,
-                clip_low=loss_kwargs.get("clip_low", 0.2),
-                clip_high=loss_kwargs.get("clip_high", 0.2),
-                dual_clip=loss_kwargs.get("dual_clip"),
-                kl_coef=fused_kl_coef if kl_placement == "loss" else 0.0,
-                entropy_coef=entropy_coef,
-                aggregation=aggregation,
-                loss_scale_factor=loss_kwargs.get("loss_scale_factor"),
-                impl=logprob_impl,
-                **counts,
-            )
-            metrics = dict(metrics)
-            metrics["entropy"] = agg.masked_mean(jax.lax.stop_gradient(entropy), mask)
-            return loss + _critic_loss(params, mb, mask, counts, metrics), metrics
-        call = dict(
-            aggregation=aggregation,
-            rollout_logprobs=mb["rollout_logprobs"],
-            **counts,
-            **loss_kwargs,
-        )
+        kl = {}
+        if kl_in_loss:
+            kl = dict(ref_logprobs=mb["ref_logprobs"], kl_coef=_step_kl_coef(totals))
         loss, metrics = loss_fn(
-            logp, mb["old_logprobs"], mb["advantages"], mask, **_accepted(loss_fn, call)
+            logp,
+            mb["old_logprobs"],
+            mb["advantages"],
+            mask,
+            rollout_logprobs=mb["rollout_logprobs"],
+            # Logged always; differentiated only when it is in the loss.
+            entropy=entropy if entropy_coef else jax.lax.stop_gradient(entropy),
+            **kl,
+            **counts,
         )
         metrics = dict(metrics)
-        entropy_mean = agg.masked_mean(jax.lax.stop_gradient(entropy), mask)
-        metrics["entropy"] = entropy_mean
-        if entropy_coef:
-            loss = loss - entropy_coef * agg.aggregate(
-                entropy, mask, aggregation=aggregation, **counts
-            )
-        if kl_placement == "loss":
-            kl_loss, kl_metrics = kl_in_loss(
-                logp,
-                mb["ref_logprobs"],
-                mask,
-                kl_coef=mb["kl_coef"][0],
-                estimator=kl_estimator,
-                aggregation=aggregation,
-                **counts,
-            )
-            loss = loss + kl_loss
-            metrics.update(kl_metrics)
         return loss + _critic_loss(params, mb, mask, counts, metrics), metrics
 
     def _critic_loss(params, mb, mask, counts, metrics):
@@ -201,4 +280,5 @@ def make_rl_loss(
         metrics["critic/value_loss"] = vloss
         return value_coef * vloss
 
+    rl_loss.impl = impl
     return rl_loss

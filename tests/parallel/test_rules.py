@@ -34,16 +34,16 @@ def by_path(tree):
 def test_default_rules_place_every_tiny_parameter():
     specs = by_path(parallel.param_specs(AXES))
     # Hand-written from the table: vocab→tensor, embed→fsdp, heads→tensor,
-    # mlp→tensor, kv and layers unsharded.
+    # mlp→tensor, kv→fsdp where embed left fsdp free (the biases), layers unsharded.
     assert specs == {
         "embed/embedding": P("tensor", "fsdp"),
         "final_norm/scale": P("fsdp"),
-        "layers/attn/k_proj/bias": P(None, "tensor", None),
+        "layers/attn/k_proj/bias": P(None, "tensor", "fsdp"),
         "layers/attn/k_proj/kernel": P(None, "fsdp", "tensor", None),
         "layers/attn/o_proj/kernel": P(None, "tensor", None, "fsdp"),
-        "layers/attn/q_proj/bias": P(None, "tensor", None),
+        "layers/attn/q_proj/bias": P(None, "tensor", "fsdp"),
         "layers/attn/q_proj/kernel": P(None, "fsdp", "tensor", None),
-        "layers/attn/v_proj/bias": P(None, "tensor", None),
+        "layers/attn/v_proj/bias": P(None, "tensor", "fsdp"),
         "layers/attn/v_proj/kernel": P(None, "fsdp", "tensor", None),
         "layers/input_norm/scale": P(None, "fsdp"),
         "layers/mlp/down_proj/kernel": P(None, "tensor", "fsdp"),

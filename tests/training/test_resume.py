@@ -1,7 +1,9 @@
 """Runs survive: SIGKILL at three points (one mid-save) then resume gives bitwise-identical params.
 
-Also the non-finite guard at trainer level: NaN rewards skip updates, K in a
-row stop the run with a checkpoint of the last good state.
+Both loops (RL and offline) run under the same shell, so both are killed and
+resumed here, each with a run whose weights move. Also the non-finite guard at
+trainer level: NaN rewards skip updates, K in a row stop the run with a
+checkpoint of the last good state.
 """
 
 import json
@@ -13,62 +15,85 @@ import jax
 import numpy as np
 import pytest
 
-from configs import grpo_arithmetic
-from rewardjax.training import rl
+from configs import grpo_arithmetic, sft_arithmetic
+from rewardjax.training import offline, rl
 from rewardjax.training.checkpoint import Checkpointer, ResumeError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STEPS = 7
-OVERRIDES = [
-    f"--config.steps={STEPS}",
-    "--config.checkpoint.every=2",
-    "--config.log.samples_every=0",
-]
+# GRPO: a dense shaping reward so that the untrained runlocal policy gets reward
+# variance within its groups (with the task reward alone every sample scores 0,
+# the gradients are exactly 0 and a resume test would compare frozen weights).
+MOVING_RL_REWARDS = {
+    "task_correct": {"weight": 1.0, "kwargs": {}},
+    "dapo_overlong_penalty": {"weight": 1.0, "kwargs": {"max_length": 32, "cache_length": 31}},
+}
+LOOPS = {
+    "rl": (
+        "configs/grpo_arithmetic.py:runlocal=True",
+        [
+            f"--config.rewards.sources={json.dumps(MOVING_RL_REWARDS)}",
+            "--config.log.samples_every=0",
+        ],
+    ),
+    "offline": ("configs/sft_arithmetic.py:runlocal=True", []),
+}
 
 
-def _train(workdir, fault=None):
+def _train(loop, workdir, fault=None):
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     env.pop("REWARDJAX_FAULT", None)
     if fault:
         env["REWARDJAX_FAULT"] = fault
-    cmd = [
-        sys.executable,
-        "-m",
-        "experiments.train",
-        "--config=configs/grpo_arithmetic.py:runlocal=True",
-        f"--workdir={workdir}",
-        *OVERRIDES,
-    ]
+    config, overrides = LOOPS[loop]
+    cmd = [sys.executable, "-m", "experiments.train", f"--config={config}", f"--workdir={workdir}"]
+    cmd += [*overrides, f"--config.steps={STEPS}", "--config.checkpoint.every=2"]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
-def _final_params(workdir):
-    c = grpo_arithmetic.get_config("runlocal=True")
-    c.steps = STEPS
-    template = rl.RLTrainer(c, str(workdir) + "_template")._checkpoint_state()
-    step, state, meta = Checkpointer(str(workdir)).restore_latest(template)
-    return step, jax.tree.map(np.asarray, state["train"].params), state["rng"], meta
+def _template(loop, workdir):
+    if loop == "rl":
+        c = grpo_arithmetic.get_config("runlocal=True")
+        trainer = rl.RLTrainer(c, str(workdir) + "_template")
+    else:
+        c = sft_arithmetic.get_config("runlocal=True")
+        trainer = offline.OfflineTrainer(c, str(workdir) + "_template")
+    return {"train": trainer.state}
 
 
-def test_sigkill_at_three_points_then_resume_is_bitwise_identical(tmp_path):
+def _params_at(workdir, template, step):
+    state, meta = Checkpointer(str(workdir)).restore_step(step, template)
+    return jax.tree.map(np.asarray, state["train"].params), meta
+
+
+@pytest.mark.parametrize("loop", list(LOOPS))
+def test_sigkill_at_three_points_then_resume_is_bitwise_identical(loop, tmp_path):
     clean = tmp_path / "clean"
-    result = _train(clean)
+    result = _train(loop, clean)
     assert result.returncode == 0, result.stderr[-2000:]
 
     killed = tmp_path / "killed"
     for fault in ("after_step=3", "during_save=4", "after_step=6"):
-        result = _train(killed, fault)
+        result = _train(loop, killed, fault)
         assert result.returncode == -9, f"{fault}: rc={result.returncode}\n{result.stderr[-2000:]}"
-    result = _train(killed)
+    result = _train(loop, killed)
     assert result.returncode == 0, result.stderr[-2000:]
 
-    step_a, params_a, rng_a, meta_a = _final_params(clean)
-    step_b, params_b, rng_b, meta_b = _final_params(killed)
-    assert step_a == step_b == STEPS
+    template = _template(loop, tmp_path / "t")
+    assert Checkpointer(str(clean)).steps()[-1] == STEPS
+    early, _ = _params_at(clean, template, 2)
+    params_a, meta_a = _params_at(clean, template, STEPS)
+    params_b, meta_b = _params_at(killed, template, STEPS)
+    # The weights moved between checkpoints: equality after a resume means something.
+    moved = [
+        not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(early), jax.tree.leaves(params_a))
+    ]
+    assert all(moved), "some parameters never changed between step 2 and the last step"
     for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b)):
         np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(rng_a, rng_b)
-    assert meta_a["source"] == meta_b["source"]
+    assert meta_a["rng"] == meta_b["rng"]
+    data_key = "source" if loop == "rl" else "data"
+    assert meta_a[data_key] == meta_b[data_key]
     # The resumed run's log has each step once.
     steps = [json.loads(line)["step"] for line in open(killed / "metrics.jsonl")]
     assert steps == list(range(1, STEPS + 1))
@@ -113,7 +138,7 @@ def test_nan_rewards_skip_updates_then_stop_with_last_good_checkpoint(tmp_path):
     # loss are non-finite and every update must be skipped.
     c.rewards.fallback = float("nan")
     c.rewards.sources = {"test_always_nan": dict(weight=1.0, kwargs={})}
-    c.updates.max_consecutive_skips = 3
+    c.max_consecutive_skips = 3
     c.lock()
     from rewardjax.registry import REWARDS
     from rewardjax.rewards.base import register_reward
@@ -128,7 +153,7 @@ def test_nan_rewards_skip_updates_then_stop_with_last_good_checkpoint(tmp_path):
     assert int(trainer.state.skipped) == 3
     for a, b in zip(jax.tree.leaves(initial), jax.tree.leaves(trainer.state.params)):
         np.testing.assert_array_equal(a, b)
-    step, state, _ = Checkpointer(str(tmp_path)).restore_latest(trainer._checkpoint_state())
+    step, state, _ = Checkpointer(str(tmp_path)).restore_latest({"train": trainer.state})
     assert step == 3
     for a, b in zip(jax.tree.leaves(initial), jax.tree.leaves(state["train"].params)):
         np.testing.assert_array_equal(a, np.asarray(b))

@@ -16,8 +16,8 @@ from rewardjax.objectives import preference  # noqa: F401  (registers the losses
 from rewardjax.registry import PREFERENCE_LOSSES, TASKS
 from rewardjax.tokenizers import CharTokenizer
 from rewardjax.training import offline
-from rewardjax.training.offline_data import encode_pairs
-from rewardjax.training.preference import make_preference_loss, sequence_logprob_sums
+from rewardjax.training.kinds.data import encode_pairs
+from rewardjax.training.kinds.dpo import make_preference_loss, sequence_logprob_sums
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _offline_fixtures as fx

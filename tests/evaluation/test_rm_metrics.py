@@ -1,4 +1,4 @@
-"""Tests for rewardjax.evaluation.reward_models: ORM, PRM and calibration metrics."""
+"""Tests for rewardjax.evaluation.rm_metrics: ORM, PRM and calibration metrics."""
 
 import itertools
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from rewardjax.evaluation.reward_models import (
+from rewardjax.evaluation.rm_metrics import (
     REWARDBENCH_SECTIONS,
     auroc,
     best_of_4_accuracy,

@@ -8,9 +8,9 @@ import numpy as np
 
 from configs import rm_arithmetic
 from rewardjax.data import generators
-from rewardjax.training import model_rewards as mr
+from rewardjax.evaluation.scorers import evaluate_orm
+from rewardjax.scoring.models import OutcomeRewardModel, RewardModelEnsemble
 from rewardjax.training import offline
-from rewardjax.training.reward_models import evaluate_orm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _offline_fixtures as fx
@@ -32,19 +32,19 @@ def test_orm_fits_preference_pairs_and_exports(tmp_path):
     c.eval.every = 0
     trainer = offline.OfflineTrainer(c, str(tmp_path / "rm"))
     train_pairs = generators.preference_pairs(trainer.task, num=64, seed=c.seed)
-    scorer = mr.OutcomeRewardModel(
+    scorer = OutcomeRewardModel(
         trainer.model_config, trainer.state.params["policy"], trainer.tokenizer
     )
     start = evaluate_orm(scorer, pairs=train_pairs)["pairwise_accuracy"]
     last = trainer.run()
-    scorer = mr.OutcomeRewardModel(
+    scorer = OutcomeRewardModel(
         trainer.model_config, trainer.state.params["policy"], trainer.tokenizer
     )
     end = evaluate_orm(scorer, pairs=train_pairs)["pairwise_accuracy"]
     assert start < 0.8 and end >= 0.95, (start, end)
     assert last["train/accuracy"] >= 0.95 and last["train/loss"] < 0.3, last
     # The export is an outcome reward model that scores like the trained parameters.
-    loaded = mr.OutcomeRewardModel.load(str(tmp_path / "rm" / "hf"), tokenizer="char")
+    loaded = OutcomeRewardModel.load(str(tmp_path / "rm" / "hf"), tokenizer="char")
     prompts, texts = [p.prompt for p in train_pairs[:16]], [p.chosen for p in train_pairs[:16]]
     np.testing.assert_allclose(
         loaded.scores(prompts, texts), scorer.scores(prompts, texts), rtol=1e-4, atol=1e-5
@@ -86,11 +86,11 @@ def test_ensemble_of_seeds(tmp_path):
         c.eval.every = 0
         offline.OfflineTrainer(c, str(tmp_path / f"rm{seed}")).run()
         dirs.append(str(tmp_path / f"rm{seed}" / "hf"))
-    members = [mr.OutcomeRewardModel.load(d, tokenizer="char") for d in dirs]
+    members = [OutcomeRewardModel.load(d, tokenizer="char") for d in dirs]
     prompts, texts = ["Q: 1+2\n", "Q: 3+4\n"], ["1+2=3\nA: 3", "3+4=8\nA: 8"]
     a, b = (m.scores(prompts, texts) for m in members)
     assert not np.allclose(a, b), "different seeds should give different members"
-    ensemble = mr.RewardModelEnsemble(members, mode="mean_minus_std", std_coef=1.0)
+    ensemble = RewardModelEnsemble(members, mode="mean_minus_std", std_coef=1.0)
     # Two members: mean − std = (a + b)/2 − |a − b|/2 = min(a, b).
     np.testing.assert_allclose(
         ensemble.scores(prompts, texts), np.minimum(a, b), rtol=1e-5, atol=1e-6

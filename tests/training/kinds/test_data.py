@@ -12,7 +12,7 @@ from rewardjax import models
 from rewardjax.data.tasks import make_task
 from rewardjax.tokenizers import load_tokenizer
 from rewardjax.training import offline
-from rewardjax.training.offline_data import policy_pairs, train_pairs
+from rewardjax.training.kinds.data import policy_pairs, train_pairs
 from rewardjax.training.rollout import EvalResult
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

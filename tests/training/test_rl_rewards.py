@@ -1,0 +1,132 @@
+"""The RL loop's reward step: the task outcome mixed with trained reward-model sources."""
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import grpo_arithmetic_prm, prm_arithmetic
+from rewardjax import models
+from rewardjax.data.tasks.base import Problem
+from rewardjax.scoring.models import ProcessRewardModel
+from rewardjax.tokenizers import CharTokenizer
+from rewardjax.training import offline, rl
+from rewardjax.training.rl_rewards import RewardComputer
+
+TOK = CharTokenizer()
+
+
+def _tiny(heads, seed=0):
+    config = models.preset("tiny", num_layers=1).replace(
+        eos_token_id=TOK.eos_id, pad_token_id=TOK.pad_id, bos_token_id=TOK.bos_id
+    )
+    return config, models.init_params(config, jax.random.key(seed), heads)
+
+
+def _export(tmp_path, name, heads, seed=0):
+    config, params = _tiny(heads, seed)
+    path = str(tmp_path / name)
+    models.save_hf(path, config, jax.tree.map(np.asarray, params))
+    return path
+
+
+def _encode(text):
+    return [*TOK.encode(text), TOK.eos_id]
+
+
+def _problem():
+    return Problem(
+        prompt="Q: 1+2+4\n",
+        answer="7",
+        steps=["1+2=3", "3+4=7", "A: 7"],
+        uid="t",
+        fields={"terms": [1, 2, 4], "ops": "++"},
+    )
+
+
+def test_reward_computer_mixes_task_outcome_with_prm(tmp_path):
+    from rewardjax.data.tasks.arithmetic_chain import ArithmeticChain
+
+    prm_dir = _export(tmp_path, "prm", ("lm", "prm"))
+    completions = ["1+2=3\n3+4=7\nA: 7", "1+2=4\n4+4=8\nA: 8"]
+    ids = [_encode(c) for c in completions]
+    tokens = np.zeros((2, 24), np.int32)
+    for i, row in enumerate(ids):
+        tokens[i, : len(row)] = row
+    lengths = np.array([len(r) for r in ids])
+    prm = ProcessRewardModel.load(prm_dir, tokenizer=TOK)
+    p = prm.step_scores(["Q: 1+2+4\n"] * 2, [c.split("\n") for c in completions])
+
+    def computer(credit):
+        cfg = ml_collections.ConfigDict(
+            dict(
+                sources={
+                    "task_correct": dict(weight=1.0, kwargs={}),
+                    "prm_reward": dict(
+                        weight=0.5, kwargs=dict(path=prm_dir, credit=credit, aggregation="min")
+                    ),
+                },
+                fallback=0.0,
+                num_workers=0,
+                timeout_s=10.0,
+            )
+        )
+        return RewardComputer(cfg, task=ArithmeticChain(num_steps=2), tokenizer=TOK)
+
+    scores, info = computer("none")(
+        [_problem()] * 2, completions, lengths=lengths, truncated=np.zeros(2, bool), tokens=tokens
+    )
+    # r = 1·correct + 0.5·min_s p_s; only the first completion is correct.
+    np.testing.assert_allclose(scores, [1.0 + 0.5 * p[0].min(), 0.5 * p[1].min()], rtol=1e-5)
+    assert "token_rewards" not in info and "prm_reward/mean" in info["stats"]
+
+    scores, info = computer("sum_form")(
+        [_problem()] * 2, completions, lengths=lengths, truncated=np.zeros(2, bool), tokens=tokens
+    )
+    np.testing.assert_allclose(scores, [1.0, 0.0])
+    token_rewards = info["token_rewards"]
+    assert token_rewards.shape == (2, 24)
+    for i in range(2):
+        nonzero = np.flatnonzero(token_rewards[i])
+        np.testing.assert_array_equal(nonzero, [5, 11, 16])
+        np.testing.assert_allclose(token_rewards[i, nonzero], 0.5 * p[i], rtol=1e-5)
+
+
+def test_reward_source_config_errors_name_the_key(tmp_path):
+    orm_dir = _export(tmp_path, "orm", ("lm", "reward"))
+    cfg = ml_collections.ConfigDict(
+        dict(
+            sources={"my_prm": dict(name="prm_reward", weight=1.0, kwargs=dict(path=orm_dir))},
+            fallback=0.0,
+            num_workers=0,
+            timeout_s=10.0,
+        )
+    )
+    with pytest.raises(
+        ValueError, match=r"rewards.sources.my_prm \(prm_reward\): .* is not a process reward model"
+    ):
+        RewardComputer(cfg, task=None, tokenizer=TOK)
+
+
+def test_rl_with_prm_process_rewards_runs(tmp_path):
+    # A PRM (runlocal: a few steps from scratch), then GRPO sampling with min-form
+    # process rewards at the step ends plus the verifiable outcome.
+    prm = prm_arithmetic.get_config("runlocal=True")
+    prm.eval.every = 0
+    offline.OfflineTrainer(prm, str(tmp_path / "prm")).run()
+    c = grpo_arithmetic_prm.get_config(f"runlocal=True,prm_path={tmp_path / 'prm' / 'hf'}")
+    c.steps = 2
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path / "rl"))
+    batch, metrics = trainer.collect()
+    assert batch["token_rewards"].shape == batch["tokens"].shape
+    # Process rewards sit only on completion tokens, and min-form step rewards sum
+    # (per row) to the first step's return min_s p_s ∈ [0, 1], weighted by 0.5.
+    assert np.all(batch["token_rewards"][batch["mask"] == 0] == 0)
+    totals = batch["token_rewards"].sum(axis=1)
+    assert np.all(totals >= -1e-6) and np.all(totals <= 0.5 + 1e-6)
+    assert "reward/prm_reward/step_reward_mean" in metrics
+    before = jax.tree.map(np.asarray, trainer.state.params)
+    trainer.run()
+    after = jax.tree.map(np.asarray, trainer.state.params)
+    assert any(jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), before, after)))
