@@ -91,12 +91,20 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
         prompts_per_step=16, group_size=8, max_new_tokens=48, temperature=1.0, top_p=1.0, top_k=0
     )
     c.advantage = dict(name="grpo_group_norm", kwargs=dict(eps=1e-6))
+    # loss.kwargs: the registered loss's keyword-only hyperparameters, checked
+    # when the trainer starts (a mistyped key fails, naming itself). impl:
+    # "auto" runs ppo_clip with its KL and entropy terms as one fused kernel
+    # pass where the kernel applies (tis_mode "off", k3 KL) and the composed
+    # objectives elsewhere; "reference" forces the composition, "chunked" /
+    # "pallas" the kernel (an error where it does not apply).
     c.loss = dict(
         name="ppo_clip",
         aggregation="seq_mean_token_mean",
-        kwargs=dict(clip_low=0.2, clip_high=0.2),
+        kwargs=dict(clip_low=0.2, clip_high=0.2, impl="auto"),
     )
     # KL(π_θ‖π_ref): placement "loss" (GRPO), "reward" (PPO, RLOO, REINFORCE++) or "none".
+    # β = coef > 0 exactly when placement != "none" (checked at start); β enters
+    # each update as a scalar input, so an adaptive β never recompiles.
     c.kl = dict(
         placement="none", coef=0.0, estimator="kl_k3", adaptive=False, target=0.1, horizon=10000.0
     )
@@ -133,8 +141,6 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     # Device mesh: sizes of the data / fsdp / tensor axes, -1 = the rest.
     c.mesh = dict(data=-1, fsdp=1, tensor=1)
     c.logprob_impl = "auto"
-    # ppo_clip with a fixed KL coefficient runs as one fused kernel pass.
-    c.fused_policy_loss = True
     c.optim = optim_block(learning_rate=1e-5)
     c.eval = dict(
         every=0,

@@ -300,12 +300,12 @@ def main(argv):
         if config.trainer == "rl":
             rows = config.rollout.prompts_per_step * config.rollout.group_size
             rows //= config.updates.minibatches
-            microbatches = config.updates.microbatches
         else:
-            rows, microbatches = config.batch_size, config.microbatches
+            rows = config.batch_size
             if config.objective.kind in ("dpo", "rm"):
                 # Pairwise kinds: chosen and rejected rows go through the model together.
                 rows *= 2
+        microbatches = config.microbatches
         optimizer = make_optimizer(**config.optim)
         model_block = config.model
     else:

@@ -103,12 +103,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     rl_config = ml_collections.ConfigDict(config.rl.to_dict())
     rl_config.model.path = sft_hf
     write_config(rl_config, rl_dir)
-    trainer = rl.RLTrainer(rl_config, rl_dir)
-    trainer.run()
+    # The RL trainer exports its final policy to rl/hf (export_hf).
+    rl.RLTrainer(rl_config, rl_dir).run()
     rl_hf = os.path.join(rl_dir, "hf")
-    models.save_hf(
-        rl_hf, trainer.model_config, jax.tree.map(np.asarray, trainer.state.params["policy"])
-    )
 
     after = evaluate_checkpoint(
         rl_hf, config, tokenizer_spec=rl_config.model.tokenizer, rng=eval_key_after

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from rewardjax import sampling
+from rewardjax import parallel, sampling
 from rewardjax.data.tasks.base import Problem
 from rewardjax.models.config import ModelConfig
 from rewardjax.tokenizers import Tokenizer
@@ -133,6 +133,8 @@ def sample_and_grade(
             eos_ids=tokenizer.stop_ids,
             pad_id=tokenizer.pad_id,
         )
+        # Every process reads the whole output (a collective on a multi-host mesh).
+        out = parallel.gather_to_host(out)
         decoded = decode_completions(tokenizer, out.tokens, out.lengths)
         trunc = truncated_rows(out, tokenizer.stop_ids)
         out_lengths = np.asarray(out.lengths)

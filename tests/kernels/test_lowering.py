@@ -31,18 +31,20 @@ def kernels(target):
 
         return jax.grad(f, (0, 1))(h, w)
 
-    def policy_grad(lp, old, adv, mask, ref, ent):
+    def policy_grad(lp, old, adv, mask, ref, ent, w, beta):
         def f(x, e):
-            return P.pallas_policy_loss(
+            return P.fused_policy_loss(
                 x,
                 old,
                 adv,
                 mask,
+                row_weights=w,
                 ref_logprobs=ref,
                 entropy=e,
                 dual_clip=3.0,
-                kl_coef=0.1,
+                kl_coef=beta,
                 entropy_coef=0.01,
+                impl="pallas",
                 target=target,
             )[0]
 
@@ -53,7 +55,7 @@ def kernels(target):
     return {
         "logits": (logits_grad, (S((N, V), jnp.bfloat16), labels)),
         "linear": (linear_grad, (S((N, D), jnp.bfloat16), S((D, V), jnp.bfloat16), labels)),
-        "policy": (policy_grad, (bt,) * 6),
+        "policy": (policy_grad, (*(bt,) * 6, S((B,), jnp.float32), S((), jnp.float32))),
     }
 
 

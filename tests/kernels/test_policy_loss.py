@@ -1,5 +1,6 @@
 """Fused policy loss: hand-computed cases, and fused XLA / Pallas (interpret) vs the autodiff reference."""
 
+import functools
 import math
 
 import jax
@@ -8,15 +9,21 @@ import numpy as np
 import pytest
 from rewardjax.kernels import policy_loss as P
 
+from rewardjax import registry
+from rewardjax.objectives.aggregation import row_weights
+
 IMPLS = {
-    "fused": P.fused_policy_loss,
+    "chunked": functools.partial(P.fused_policy_loss, impl="chunked"),
     # 16-token tiles: T = 37 leaves a remainder.
-    "pallas_gpu": lambda *a, **k: P.pallas_policy_loss(
-        *a, block_tokens=16, target="gpu", interpret=True, **k
+    "pallas_gpu": functools.partial(
+        P.fused_policy_loss, impl="pallas", block_tokens=16, target="gpu", interpret=True
     ),
-    "pallas_tpu": lambda *a, **k: P.pallas_policy_loss(*a, target="tpu", interpret=True, **k),
+    "pallas_tpu": functools.partial(
+        P.fused_policy_loss, impl="pallas", target="tpu", interpret=True
+    ),
 }
-ALL = {"reference": P.reference_policy_loss, **IMPLS}
+ALL = {"reference": functools.partial(P.fused_policy_loss, impl="reference"), **IMPLS}
+AGGREGATIONS = registry.LOSS_AGGREGATIONS.names()
 
 
 def loss_and_grad(fn, lp, *args, **kwargs):
@@ -31,12 +38,15 @@ def test_ppo_clip_hand_computed(name):
     #   t0: A = 1, ρ = 1.5 → clipped at 1.2: ℓ = -1.2, gradient 0.
     #   t1: A = -1, ρ = 5, dual clip c = 3: -A·ρ = 5 > c·|A| = 3 → ℓ = 3, gradient 0.
     #   t2: A = 2, ρ = 1 → ℓ = -2, ∂ℓ/∂logp = -A = -2.
-    # token_mean over 3 tokens: L = (-1.2 + 3 - 2)/3 = -0.0666667; grad = (0, 0, -2/3).
+    # token_mean over 3 tokens (w = 1/3): L = (-1.2 + 3 - 2)/3 = -0.0666667; grad = (0, 0, -2/3).
     lp = jnp.array([[math.log(1.5), math.log(5.0), 0.0]])
     old = jnp.zeros((1, 3))
     adv = jnp.array([[1.0, -1.0, 2.0]])
     mask = jnp.ones((1, 3))
-    (loss, metrics), grad = loss_and_grad(ALL[name], lp, old, adv, mask, dual_clip=3.0)
+    w = jnp.array([1.0 / 3.0])
+    (loss, metrics), grad = loss_and_grad(
+        ALL[name], lp, old, adv, mask, row_weights=w, dual_clip=3.0
+    )
     np.testing.assert_allclose(loss, -0.2 / 3, rtol=1e-5)
     np.testing.assert_allclose(grad, [[0.0, 0.0, -2.0 / 3.0]], atol=1e-6)
     # t0 is clipped high; t1 hits the dual clip (its ordinary clip is not binding: A < 0, ρ > 1).
@@ -56,32 +66,39 @@ def test_k3_and_entropy_bonus_hand_computed(name):
     # A = 0 (no policy-gradient term), δ = ref − logp = ln 2:
     #   k3 = 2 − ln 2 − 1 = 0.3068528; ∂k3/∂logp = −(e^δ − 1) = −1.
     # β = 0.5, c_H = 0.1, H = 3: L = 0.5·0.3068528 − 0.1·3 = -0.1465736.
-    # ∂L/∂logp = 0.5·(−1) = −0.5; ∂L/∂H = −0.1.
+    # ∂L/∂logp = 0.5·(−1) = −0.5; ∂L/∂H = −0.1; ∂L/∂β = k3 = 0.3068528.
     lp = jnp.array([[-1.0]])
     ref = lp + math.log(2.0)
     zero = jnp.zeros((1, 1))
     entropy = jnp.array([[3.0]])
 
-    def fn(x, h):
+    def fn(x, h, beta):
         return ALL[name](
             x,
             x,
             zero,
             jnp.ones((1, 1)),
+            row_weights=jnp.ones((1,)),
             ref_logprobs=ref,
             entropy=h,
-            kl_coef=0.5,
+            kl_coef=beta,
             entropy_coef=0.1,
         )
 
-    (loss, metrics), (g_lp, g_ent) = jax.jit(jax.value_and_grad(fn, (0, 1), has_aux=True))(
-        lp, entropy
-    )
+    grad_fn = jax.jit(jax.value_and_grad(fn, (0, 1, 2), has_aux=True))
+    (loss, metrics), (g_lp, g_ent, g_beta) = grad_fn(lp, entropy, jnp.float32(0.5))
     np.testing.assert_allclose(loss, -0.1465736, rtol=1e-5)
     np.testing.assert_allclose(g_lp, [[-0.5]], rtol=1e-5)
     np.testing.assert_allclose(g_ent, [[-0.1]], rtol=1e-5)
+    np.testing.assert_allclose(g_beta, 0.3068528, rtol=1e-5)
     np.testing.assert_allclose(metrics["kl_ref"], 0.3068528, rtol=1e-5)
+    np.testing.assert_allclose(metrics["kl_loss"], 0.5 * 0.3068528, rtol=1e-5)
     np.testing.assert_allclose(metrics["entropy"], 3.0)
+    # β is a traced input: β = 0.1 gives 0.1·0.3068528 − 0.3 and ∂L/∂logp = −0.1, same program.
+    (loss, _), (g_lp, _, _) = grad_fn(lp, entropy, jnp.float32(0.1))
+    np.testing.assert_allclose(loss, 0.1 * 0.3068528 - 0.3, rtol=1e-5)
+    np.testing.assert_allclose(g_lp, [[-0.1]], rtol=1e-5)
+    assert grad_fn._cache_size() == 1
 
 
 # Rows of lengths 1 and 3 with ℓ ≡ 1 (A = -1 at ρ = 1): mechanisms.md §1 aggregation tests.
@@ -95,6 +112,7 @@ EXPECTED_AGGREGATION = {
 
 @pytest.mark.parametrize("name", list(ALL))
 def test_aggregation_modes_hand_computed(name):
+    # The modes reach the kernel as `row_weights`, their one definition.
     mask = jnp.array([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]])
     lp = jnp.zeros((2, 4))
 
@@ -106,10 +124,13 @@ def test_aggregation_modes_hand_computed(name):
                 lp,
                 -jnp.ones((2,)),
                 mask,
-                aggregation=agg,
-                loss_scale_factor=(4.0 if agg == "seq_mean_token_sum_norm" else None),
+                row_weights=row_weights(
+                    mask,
+                    aggregation=agg,
+                    loss_scale_factor=(4.0 if agg == "seq_mean_token_sum_norm" else None),
+                ),
             )[0]
-            for agg in P.AGGREGATIONS
+            for agg in AGGREGATIONS
         }
 
     got = losses()
@@ -134,15 +155,14 @@ def random_batch(seed=0, b=5, t=37):
 HYPER = dict(clip_low=0.2, clip_high=0.28, dual_clip=3.0, kl_coef=0.1, entropy_coef=0.01)
 
 
-@pytest.mark.parametrize("aggregation", P.AGGREGATIONS)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_matches_reference_with_masked_rows(aggregation):
     lp, old, ref, adv, ent, mask = random_batch()
+    w = row_weights(mask, aggregation=aggregation)
 
     def run(fn):
         def f(x, h):
-            return fn(
-                x, old, adv, mask, ref_logprobs=ref, entropy=h, aggregation=aggregation, **HYPER
-            )
+            return fn(x, old, adv, mask, row_weights=w, ref_logprobs=ref, entropy=h, **HYPER)
 
         return jax.value_and_grad(f, (0, 1), has_aux=True)(lp, ent)
 
@@ -165,19 +185,28 @@ def test_matches_reference_with_masked_rows(aggregation):
 @pytest.mark.parametrize("name", list(ALL))
 def test_empty_batch_gives_zero_not_nan(name):
     lp, old, ref, adv, ent, mask = random_batch()
+    empty = jnp.zeros_like(mask)
     (loss, metrics), grad = loss_and_grad(
-        ALL[name], lp, old, adv, jnp.zeros_like(mask), ref_logprobs=ref, entropy=ent, **HYPER
+        ALL[name],
+        lp,
+        old,
+        adv,
+        empty,
+        row_weights=row_weights(empty, aggregation="seq_mean_token_mean"),
+        ref_logprobs=ref,
+        entropy=ent,
+        **HYPER,
     )
     assert float(loss) == 0.0
     assert np.all(np.asarray(grad) == 0)
     assert all(np.isfinite(v) for v in metrics.values())
 
 
-@pytest.mark.parametrize("aggregation", P.AGGREGATIONS)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_micro_batches_with_global_counts_sum_to_the_full_batch(aggregation):
     lp, old, ref, adv, ent, mask = random_batch(seed=3)
-    kwargs = dict(ref_logprobs=ref, entropy=ent, aggregation=aggregation, **HYPER)
     counts = dict(
+        aggregation=aggregation,
         num_tokens=jnp.sum(mask),
         num_seqs=jnp.sum(jnp.sum(mask, 1) > 0),
         loss_scale_factor=37.0,
@@ -185,14 +214,20 @@ def test_micro_batches_with_global_counts_sum_to_the_full_batch(aggregation):
 
     @jax.jit
     def full_and_parts():
-        full, _ = P.fused_policy_loss(lp, old, adv, mask, **kwargs, **counts)
-        parts = []
-        for s in (slice(0, 2), slice(2, 5)):
-            part_kwargs = {**kwargs, "ref_logprobs": ref[s], "entropy": ent[s]}
-            parts.append(
-                P.fused_policy_loss(lp[s], old[s], adv[s], mask[s], **part_kwargs, **counts)[0]
-            )
-        return full, parts
+        def loss(s):
+            w = row_weights(mask[s], **counts)
+            return IMPLS["chunked"](
+                lp[s],
+                old[s],
+                adv[s],
+                mask[s],
+                row_weights=w,
+                ref_logprobs=ref[s],
+                entropy=ent[s],
+                **HYPER,
+            )[0]
+
+        return loss(slice(0, 5)), [loss(s) for s in (slice(0, 2), slice(2, 5))]
 
     full, parts = full_and_parts()
     np.testing.assert_allclose(parts[0] + parts[1], full, rtol=1e-5)
@@ -202,15 +237,17 @@ def test_huge_clip_is_reinforce_and_zero_kl_coef_ignores_reference():
     lp, old, ref, adv, _, mask = random_batch(seed=4)
     lp = jnp.where(mask > 0, lp, 0.0)
     # ε = 1e9: no clipping, so ∂L/∂logp = -A·ρ·mask / N_tok (REINFORCE with importance weight).
+    w = jnp.full((mask.shape[0],), 1.0 / jnp.sum(mask))
+    fused = IMPLS["chunked"]
     (_, metrics), grad = loss_and_grad(
-        P.fused_policy_loss, lp, old, adv, mask, clip_low=1.0, clip_high=1e9
+        fused, lp, old, adv, mask, row_weights=w, clip_low=1.0, clip_high=1e9
     )
     ratio = jnp.exp(lp - old)
     expected = -adv[:, None] * ratio * mask / jnp.sum(mask)
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-9)
     assert float(metrics["clip_frac"]) == 0.0
-    with_ref, _ = jax.jit(P.fused_policy_loss)(lp, old, adv, mask, ref_logprobs=ref)
-    without, _ = jax.jit(P.fused_policy_loss)(lp, old, adv, mask)
+    with_ref, _ = jax.jit(fused)(lp, old, adv, mask, row_weights=w, ref_logprobs=ref)
+    without, _ = jax.jit(fused)(lp, old, adv, mask, row_weights=w)
     np.testing.assert_allclose(with_ref, without)
 
 
@@ -220,18 +257,21 @@ def test_vmap_over_a_leading_axis():
 
     def grads(fn):
         def f(x, o, a, m, r):
-            return fn(x, o, a, m, ref_logprobs=r, **HYPER)[0]
+            w = row_weights(m, aggregation="seq_mean_token_mean")
+            return fn(x, o, a, m, row_weights=w, ref_logprobs=r, **HYPER)[0]
 
         return jax.vmap(jax.grad(f))(lp, old, adv, mask, ref)
 
     got = jax.jit(lambda: grads(IMPLS["pallas_gpu"]))()
-    want = jax.jit(lambda: grads(P.reference_policy_loss))()
+    want = jax.jit(lambda: grads(ALL["reference"]))()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8)
 
 
 def test_bad_arguments_are_named():
-    x = jnp.zeros((2, 3))
-    with pytest.raises(ValueError, match="aggregation"):
-        P.fused_policy_loss(x, x, x, x, aggregation="mean")
+    x, w = jnp.zeros((2, 3)), jnp.ones((2,))
+    with pytest.raises(ValueError, match="impl"):
+        P.fused_policy_loss(x, x, x, x, row_weights=w, impl="fused")
     with pytest.raises(ValueError, match="dual_clip"):
-        P.fused_policy_loss(x, x, x, x, dual_clip=0.5)
+        P.fused_policy_loss(x, x, x, x, row_weights=w, dual_clip=0.5)
+    with pytest.raises(AssertionError):  # one weight per row
+        P.fused_policy_loss(x, x, x, x, row_weights=jnp.ones((3,)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 
 import jax.numpy as jnp
@@ -9,7 +11,6 @@ import numpy as np
 import pytest
 
 from rewardjax.objectives import policy as policy_lib
-from rewardjax.objectives.kl import kl_k3
 from rewardjax.testing import Jitted as _Jitted
 from rewardjax.testing import fast_jit as _jit
 from rewardjax.testing import value_and_grad_jit as _vg
@@ -36,36 +37,47 @@ def _one_token(ratio: float, adv: float):
     return old + math.log(ratio), old, jnp.array([[adv]]), ONE
 
 
-def test_ppo_clip_on_policy_gradient_is_minus_advantage():
+# ppo_clip has two implementations of one contract: the fused kernel pass
+# ("chunked", what impl="auto" runs on CPU) and the composed objectives.
+PPO_IMPLS = ["reference", "chunked"]
+
+
+@pytest.mark.parametrize("impl", PPO_IMPLS)
+def test_ppo_clip_on_policy_gradient_is_minus_advantage(impl):
     # ρ = 1, A = 0.7: ℓ = −Aρ = −0.7 and ∂ℓ/∂logp = −A·ρ = −0.7.
-    loss, grad, m = _loss_and_grad(policy.ppo_clip_loss, *_one_token(1.0, 0.7))
+    loss, grad, m = _loss_and_grad(policy.ppo_clip_loss, *_one_token(1.0, 0.7), impl=impl)
     assert loss == pytest.approx(-0.7)
     assert grad[0, 0] == pytest.approx(-0.7)
     assert float(m["clip_frac"]) == 0.0
 
 
-def test_ppo_clip_upper_clip():
+@pytest.mark.parametrize("impl", PPO_IMPLS)
+def test_ppo_clip_upper_clip(impl):
     # A = 1, ρ = 1.5 > 1 + 0.2: ℓ = max(−1.5, −1.2) = −1.2, a constant, so no gradient.
-    loss, grad, m = _loss_and_grad(policy.ppo_clip_loss, *_one_token(1.5, 1.0))
+    loss, grad, m = _loss_and_grad(policy.ppo_clip_loss, *_one_token(1.5, 1.0), impl=impl)
     assert loss == pytest.approx(-1.2)
     assert grad[0, 0] == 0.0
     assert float(m["clip_frac_high"]) == 1.0 and float(m["clip_frac"]) == 1.0
 
 
-def test_ppo_clip_dual_clip():
+@pytest.mark.parametrize("impl", PPO_IMPLS)
+def test_ppo_clip_dual_clip(impl):
     # A = −1, ρ = 5: max(5, 1.2) = 5, dual clip min(5, −c·A = 3) = 3, constant in logp.
-    loss, grad, m = _loss_and_grad(policy.ppo_clip_loss, *_one_token(5.0, -1.0), dual_clip=3.0)
+    loss, grad, m = _loss_and_grad(
+        policy.ppo_clip_loss, *_one_token(5.0, -1.0), dual_clip=3.0, impl=impl
+    )
     assert loss == pytest.approx(3.0)
     assert grad[0, 0] == 0.0
     assert float(m["clip_frac_dual"]) == 1.0
     # Without dual clip the loss is the unbounded 5.
-    loss, _, _ = _loss_and_grad(policy.ppo_clip_loss, *_one_token(5.0, -1.0))
+    loss, _, _ = _loss_and_grad(policy.ppo_clip_loss, *_one_token(5.0, -1.0), impl=impl)
     assert loss == pytest.approx(5.0)
     with pytest.raises(ValueError, match="dual_clip"):
-        policy.ppo_clip_loss(*_one_token(5.0, -1.0), dual_clip=1.0)
+        policy.ppo_clip_loss(*_one_token(5.0, -1.0), dual_clip=1.0, impl=impl)
 
 
-def test_ppo_clip_asymmetric_clip_and_clip_fractions():
+@pytest.mark.parametrize("impl", PPO_IMPLS)
+def test_ppo_clip_asymmetric_clip_and_clip_fractions(impl):
     # Four tokens: (ρ, A) = (1.25, +1) high-clipped only with ε_high = 0.2, not with 0.28;
     # (0.5, −1) low-clipped; (0.5, +1) and (1.5, −1) unclipped (the min picks ρ·A).
     ratios = jnp.array([[1.25, 0.5, 0.5, 1.5]])
@@ -73,11 +85,15 @@ def test_ppo_clip_asymmetric_clip_and_clip_fractions():
     old = jnp.full((1, 4), -2.0)
     logp = old + jnp.log(ratios)
     mask = jnp.ones((1, 4))
-    _, _, m = _loss_and_grad(policy.ppo_clip_loss, logp, old, adv, mask)
+    _, _, m = _loss_and_grad(policy.ppo_clip_loss, logp, old, adv, mask, impl=impl)
     assert float(m["clip_frac_high"]) == pytest.approx(0.25)
     assert float(m["clip_frac_low"]) == pytest.approx(0.25)
     assert float(m["clip_frac"]) == pytest.approx(0.5)
-    loss, _, m = _loss_and_grad(policy.ppo_clip_loss, logp, old, adv, mask, clip_high=0.28)
+    # ratio_max = 1.5 (the unclipped A < 0 token).
+    assert float(m["ratio_max"]) == pytest.approx(1.5)
+    loss, _, m = _loss_and_grad(
+        policy.ppo_clip_loss, logp, old, adv, mask, clip_high=0.28, impl=impl
+    )
     assert float(m["clip_frac_high"]) == 0.0
     # Token losses: −1.25, 0.8 (= −A·0.8 at the low clip), −0.5, 1.5 -> mean 0.1375.
     assert loss == pytest.approx((-1.25 + 0.8 - 0.5 + 1.5) / 4)
@@ -231,19 +247,145 @@ def test_tis_multiplies_the_policy_loss():
         policy.reinforce_pg_loss(logp, logp, ONE, ONE, tis_mode="token")
 
 
-def test_kl_in_policy_loss():
+@pytest.mark.parametrize("impl", PPO_IMPLS)
+def test_kl_in_policy_loss(impl):
     logp, old, adv, mask = _random_batch(3)
     ref = logp + 0.2
-    loss, m = policy.ppo_clip_loss(logp, old, adv, mask, ref_logprobs=ref, kl_coef=0.5)
-    k3 = np.asarray(kl_k3(logp, ref))
-    expected_kl = 0.5 * float(np.sum(k3 * np.asarray(mask)) / float(mask.sum()))
-    assert float(loss) - float(m["pg_loss"]) == pytest.approx(expected_kl, rel=1e-5)
-    # kl_coef = 0 with a reference: KL is logged (k1 mean = −0.2), not added.
-    loss0, m0 = policy.ppo_clip_loss(logp, old, adv, mask, ref_logprobs=ref)
+    # δ = ref − logp = 0.2 on every token: k3 = e^0.2 − 0.2 − 1 = 0.0214028, so with
+    # token_mean the KL term is β·0.0214028 whatever the mask.
+    k3 = math.exp(0.2) - 1.2
+    loss, m = policy.ppo_clip_loss(logp, old, adv, mask, ref_logprobs=ref, kl_coef=0.5, impl=impl)
+    assert float(loss) - float(m["pg_loss"]) == pytest.approx(0.5 * k3, rel=1e-4)
+    assert float(m["kl_ref"]) == pytest.approx(k3, rel=1e-4)
+    assert float(m["kl_loss"]) == pytest.approx(0.5 * k3, rel=1e-4)
+    # β = 0 with a reference: KL is logged, not added.
+    loss0, m0 = policy.ppo_clip_loss(logp, old, adv, mask, ref_logprobs=ref, impl=impl)
     assert float(loss0) == pytest.approx(float(m0["pg_loss"]))
-    assert float(m0["kl_ref"]) == pytest.approx(-0.2, rel=1e-5)
+    assert float(m0["kl_ref"]) == pytest.approx(k3, rel=1e-4)
     with pytest.raises(ValueError, match="ref_logprobs"):
-        policy.ppo_clip_loss(logp, old, adv, mask, kl_coef=0.1)
+        policy.ppo_clip_loss(logp, old, adv, mask, kl_coef=0.1, impl=impl)
+
+
+@pytest.mark.parametrize("impl", PPO_IMPLS)
+def test_entropy_bonus_in_policy_loss(impl):
+    # On policy, A = 0: the loss is −c_H·agg(H). Rows of lengths 4, 2, 3 with H = 1, 2, 3 per
+    # row; seq_mean_token_mean: (1 + 2 + 3)/3 = 2, so L = −0.1·2 = −0.2 and ∂L/∂H_t = −0.1/(3·|y_b|).
+    logp, _, _, mask = _random_batch(5)
+    ent = jnp.array([[1.0], [2.0], [3.0]]) * jnp.ones((3, 4))
+
+    def f(h):
+        return policy.ppo_clip_loss(
+            logp,
+            logp,
+            jnp.zeros_like(logp),
+            mask,
+            entropy=h,
+            entropy_coef=0.1,
+            aggregation="seq_mean_token_mean",
+            impl=impl,
+        )
+
+    (loss, m), grad = _vg(f, has_aux=True)(ent)
+    assert float(loss) == pytest.approx(-0.2, rel=1e-6)
+    # Token mean of H over 9 tokens: (4·1 + 2·2 + 3·3)/9.
+    assert float(m["entropy"]) == pytest.approx(17 / 9, rel=1e-6)
+    expected = -0.1 / (3 * np.array([[4.0], [2.0], [3.0]])) * np.asarray(mask)
+    np.testing.assert_allclose(grad, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="entropy"):
+        policy.ppo_clip_loss(logp, logp, logp, mask, entropy_coef=0.1, impl=impl)
+
+
+AGGREGATIONS = [
+    "token_mean",
+    "seq_mean_token_sum",
+    "seq_mean_token_mean",
+    "seq_mean_token_sum_norm",
+]
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_ppo_clip_fused_equals_reference(aggregation):
+    # Off-policy ratios (some clipped), a reference, an entropy, masked rows and padding
+    # garbage: the kernel pass and the composed objectives agree in value, metrics and
+    # gradient (logprobs and entropy), with and without the KL and entropy terms.
+    logp, old, adv, mask = _random_batch(6, off_policy=0.5)
+    mask = mask.at[1].set(0.0)  # one fully masked row
+    logp = jnp.where(mask > 0, logp, -40.0)
+    ref = logp + 0.3 * jnp.asarray(np.random.default_rng(7).normal(size=logp.shape), jnp.float32)
+    ent = jnp.asarray(np.random.default_rng(8).uniform(0.5, 2.0, logp.shape), jnp.float32)
+    rollout = old + 0.05
+    counts = dict(num_tokens=jnp.float32(7.0), num_seqs=jnp.float32(2.0), loss_scale_factor=6.0)
+    for kl, ent_coef in [(None, 0.0), (0.3, 0.0), (None, 0.02), (0.3, 0.02)]:
+        extra = dict(ref_logprobs=ref, kl_coef=jnp.float32(kl)) if kl else {}
+
+        def f(x, h, impl, extra=extra, ent_coef=ent_coef):
+            return policy_lib.ppo_clip_loss(
+                x,
+                old,
+                adv,
+                mask,
+                clip_high=0.28,
+                dual_clip=3.0,
+                aggregation=aggregation,
+                rollout_logprobs=rollout,
+                entropy=h,
+                entropy_coef=ent_coef,
+                impl=impl,
+                **extra,
+                **counts,
+            )
+
+        outs = {
+            impl: _vg(functools.partial(f, impl=impl), argnums=(0, 1), has_aux=True)(logp, ent)
+            for impl in PPO_IMPLS
+        }
+        (loss_r, m_r), (g_r, gh_r) = outs["reference"]
+        (loss_f, m_f), (g_f, gh_f) = outs["chunked"]
+        label = f"kl={kl} entropy_coef={ent_coef}"
+        np.testing.assert_allclose(loss_f, loss_r, rtol=1e-5, atol=1e-7, err_msg=label)
+        np.testing.assert_allclose(g_f, g_r, rtol=1e-5, atol=1e-7, err_msg=label)
+        np.testing.assert_allclose(gh_f, gh_r, rtol=1e-5, atol=1e-8, err_msg=label)
+        assert set(m_f) == set(m_r), label
+        for key in m_r:
+            np.testing.assert_allclose(m_f[key], m_r[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        # The terms are really there (or really absent).
+        assert ("kl_loss" in m_r) == bool(kl), label
+        assert not kl or float(m_r["kl_loss"]) > 1e-4, label
+        assert (float(jnp.max(jnp.abs(gh_r))) > 0) == (ent_coef > 0), label
+
+
+def test_policy_loss_impl_is_decided_from_hyperparameters():
+    ppo, cispo = policy_lib.ppo_clip_loss, policy_lib.cispo_loss
+    chunked = policy_lib.policy_loss_impl
+    assert chunked(ppo, "auto") == "chunked"  # CPU: the fused XLA pass
+    assert chunked(ppo, "auto", with_kl=True, kl_estimator="k3") == "chunked"
+    # Where the kernel does not apply, auto falls back and a forced kernel is an error.
+    assert chunked(ppo, "auto", tis_mode="token") == "reference"
+    assert chunked(ppo, "auto", with_kl=True, kl_estimator="kl_k3+") == "reference"
+    assert chunked(ppo, "auto", with_kl=False, kl_estimator="kl_k1") == "chunked"
+    assert chunked(ppo, "reference") == "reference"
+    assert chunked(cispo, "auto") == "reference"
+    with pytest.raises(ValueError, match="tis_mode='token'"):
+        chunked(ppo, "chunked", tis_mode="token")
+    with pytest.raises(ValueError, match="fused kernel"):
+        chunked(cispo, "pallas")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        chunked(ppo, "fused")
+
+
+def test_unknown_keyword_is_named():
+    with pytest.raises(TypeError, match="clip_hgh"):
+        policy_lib.ppo_clip_loss(*_one_token(1.0, 1.0), clip_hgh=0.3)
+
+
+def test_every_policy_loss_shares_one_keyword_tail():
+    from rewardjax import registry
+
+    shared = [p.name for p in policy_lib.SHARED_KEYWORDS]
+    for name in ("ppo_clip", "gspo", "cispo", "gmpo_geo_mean", "reinforce_pg"):
+        params = inspect.signature(registry.POLICY_LOSSES.get(name)).parameters
+        assert list(params)[:4] == ["logprobs", "old_logprobs", "advantages", "mask"], name
+        assert list(params)[-len(shared) :] == shared, name
 
 
 def test_token_entropy_and_entropy_bonus():

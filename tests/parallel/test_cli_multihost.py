@@ -128,6 +128,11 @@ def test_two_processes_through_the_cli_match_one(kind, tmp_path):
     a, b = _params(two), _params(one)
     assert sorted(a) == sorted(b) and a
     for key in a:
+        if kind == "rm" and key.endswith("reward_head.bias"):
+            # Bradley-Terry sees only score differences: the bias's gradient is
+            # exactly 0 up to rounding, and Adam turns that noise into steps of
+            # size lr in either direction. It is undetermined, not compared.
+            continue
         np.testing.assert_allclose(a[key], b[key], atol=2e-5, rtol=1e-4, err_msg=key)
     # The weights moved at every step (Adam moves every weight with a gradient):
     # equal exports of a run that never trained would prove nothing.
