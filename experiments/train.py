@@ -8,6 +8,8 @@ A mistyped key (in the file or on the command line) fails at parse time.
 Restarting with the same --workdir resumes from its last checkpoint.
 """
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -22,11 +24,17 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from rewardjax import parallel
+    from rewardjax.training.checkpoint import ResumeError
     from rewardjax.training.launch import train_and_evaluate
 
     # Multi-host runs (TPU pods, GPU clusters) connect here; a no-op on one box.
     parallel.initialize_distributed()
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    try:
+        train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except ResumeError as e:
+        # A workdir this run cannot continue: the message says why and what to do.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Importing this package registers every mechanism in `rewardjax.registry`
 PREFERENCE_LOSSES, SFT_LOSSES, REWARD_MODEL_LOSSES, CREDIT_RULES). Choose one
 by config:
 
-  loss_fn = functools.partial(POLICY_LOSSES.get(c.loss.name), **c.loss.kwargs)
+  loss_fn = registry.bind(POLICY_LOSSES.get(c.loss.name), c.loss.kwargs)  # keys checked
 
 `docs/objectives.md` lists every registered name with its formula and source
 (`python -m rewardjax.objectives.catalogue`).
@@ -35,6 +35,7 @@ from rewardjax.objectives.aggregation import (
     global_counts,
     masked_mean,
     masked_whiten,
+    row_weights,
     seq_mean_token_mean,
     seq_mean_token_sum,
     seq_mean_token_sum_norm,
@@ -64,10 +65,12 @@ from rewardjax.objectives.kl import (
     kl_straight_through,
 )
 from rewardjax.objectives.policy import (
+    SHARED_KEYWORDS,
     cispo_loss,
     entropy_bonus,
     gmpo_geo_mean_loss,
     gspo_loss,
+    policy_loss_impl,
     ppo_clip_loss,
     reinforce_pg_loss,
     tis_rollout_correction,
@@ -106,6 +109,7 @@ from rewardjax.objectives.sft import (
 )
 
 __all__ = [
+    "SHARED_KEYWORDS",
     "AdaptiveKLState",
     "KLController",
     "LossCounts",
@@ -155,6 +159,7 @@ __all__ = [
     "outcome_to_token_rewards",
     "pair_weights",
     "pav_progress",
+    "policy_loss_impl",
     "ppo_clip_loss",
     "prime_combined_rloo",
     "prm_step_bce_loss",
@@ -169,6 +174,7 @@ __all__ = [
     "reward_ranked_selection",
     "rloo",
     "rm_ensemble",
+    "row_weights",
     "seq_mean_token_mean",
     "seq_mean_token_sum",
     "seq_mean_token_sum_norm",

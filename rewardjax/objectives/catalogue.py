@@ -36,7 +36,7 @@ Every loss, advantage estimator, KL estimator and credit rule of
 `rewardjax.objectives`, by registry key. Choose one by config:
 
 ```python
-loss_fn = functools.partial(POLICY_LOSSES.get(c.loss.name), **c.loss.kwargs)
+loss_fn = registry.bind(POLICY_LOSSES.get(c.loss.name), c.loss.kwargs)  # keys checked
 ```
 
 Conventions: arrays are float32 inside (bf16 inputs are cast); `mask` [B, T] is

@@ -1,5 +1,7 @@
 """Trainers, and the pieces they share.
 
+One file per piece; the file name says which:
+
   launch.py      config.trainer → its trainer; the body of experiments/train.py
   loop.py        the trainer shell: sharded init, update step, restore/save, run loop, export
   rl.py          the RL loop: rollout → rewards → advantages → updates

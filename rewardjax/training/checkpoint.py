@@ -1,32 +1,106 @@
 """Orbax checkpoints that let a killed run resume and produce the same numbers.
 
 A checkpoint holds two items:
-  state: every array the run needs (TrainState, PRNG key data, ...), saved
-    asynchronously and restored with the shardings of an abstract template;
-  meta: JSON with the data-iterator state, the resolved config, a model
-    signature checked on resume, and the format version.
+  state: every array the run needs (the TrainState), saved asynchronously and
+    restored with the shardings of an abstract template;
+  meta: JSON with the data-iterator state, the PRNG key, the resolved config,
+    a model signature checked on resume, the format version, and a checksum
+    of every array.
 
 The last `keep` checkpoints are kept, plus the best `keep_best` by a metric.
-If the newest checkpoint cannot be read (killed mid-save, corrupted), the
-previous one is used, with a warning.
+
+What a resume guarantees:
+  - the newest checkpoint whose files read back and whose arrays match the
+    checksums written at save is restored; each one skipped on the way is
+    reported in one line (step, what failed, expected vs found);
+  - when the workdir holds checkpoints but none of them can be restored,
+    `restore_latest` raises `ResumeError` and nothing in the workdir is
+    changed: starting over takes a new workdir;
+  - nothing here deletes a checkpoint except the preservation policy after a
+    new save, and an unreadable step that a resumed run (restored from an
+    earlier step) saves again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging as std_logging
 import os
+import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+# Odd multipliers of the two position-weighted sums in `checksums`: flipping
+# any bits of one element changes both sums (an odd number times a nonzero
+# change is nonzero modulo 2^32).
+_MULTIPLIERS = (np.uint32(2654435761), np.uint32(2246822519))
 
 
 class ResumeError(ValueError):
     """The workdir holds a checkpoint this run cannot continue from."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint's arrays differ from the checksums written when it was saved."""
+
+
+def _bits(x: jax.Array) -> jax.Array:
+    """The raw bits of x as a flat uint32 vector (2-byte types widened, 8-byte split)."""
+    x = jnp.ravel(x)
+    width = x.dtype.itemsize
+    if x.dtype == jnp.bool_:
+        return x.astype(jnp.uint32)
+    if width == 4:
+        return jax.lax.bitcast_convert_type(x, jnp.uint32)
+    if width == 2:
+        return jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32)
+    if width == 1:
+        return jax.lax.bitcast_convert_type(x, jnp.uint8).astype(jnp.uint32)
+    return jnp.ravel(jax.lax.bitcast_convert_type(x, jnp.uint32))
+
+
+@jax.jit
+def _tree_checksums(tree: Any) -> Any:
+    def one(x):
+        bits = _bits(x)
+        index = jnp.arange(bits.shape[0], dtype=jnp.uint32)
+        return jnp.stack([jnp.sum(bits * (index * m + np.uint32(1))) for m in _MULTIPLIERS])
+
+    return jax.tree.map(one, tree)
+
+
+def checksums(tree: Any) -> dict[str, list[int]]:
+    """{array path: [two 32-bit position-weighted sums of its bits]}.
+
+    Computed on the devices where the arrays live (a sharded array is never
+    gathered; the sums come back replicated), so it costs one pass over the
+    state per save.
+    """
+    sums = _tree_checksums(tree)
+    flat = jax.tree_util.tree_flatten_with_path(sums)[0]
+    return {jax.tree_util.keystr(path): [int(v) for v in np.asarray(s)] for path, s in flat}
+
+
+def verify_checksums(tree: Any, expected: dict[str, list[int]], *, where: str) -> None:
+    """Raises CorruptCheckpointError naming the first array whose checksum differs."""
+    found = checksums(tree)
+    for path in sorted(set(found) | set(expected)):
+        if found.get(path) != expected.get(path):
+            raise CorruptCheckpointError(
+                f"{where}: array {path} has checksum {found.get(path)}, "
+                f"{expected.get(path)} was written at save"
+            )
 
 
 class Checkpointer:
@@ -83,7 +157,7 @@ class Checkpointer:
             self._unreadable.discard(int(step))
         elif int(step) in self._manager.all_steps():
             return
-        meta = dict(meta, format_version=FORMAT_VERSION)
+        meta = dict(meta, format_version=FORMAT_VERSION, checksums=checksums(state))
         self._manager.save(
             int(step),
             args=ocp.args.Composite(
@@ -99,22 +173,32 @@ class Checkpointer:
     def restore_latest(
         self, template: Any, *, check: Callable[[dict], None] | None = None
     ) -> tuple[int, Any, dict] | None:
-        """(step, state, meta) of the newest readable checkpoint, or None when there is none.
+        """(step, state, meta) of the newest intact checkpoint, or None when there is none.
 
         Args:
           template: a pytree of arrays or `jax.ShapeDtypeStruct`s (with
             shardings) shaped like the saved state.
           check: called with the meta before any array is read; raises (e.g.
             `ResumeError`) when the run cannot continue from this checkpoint.
+
+        Raises:
+          ResumeError: the directory holds checkpoints and none of them is
+            intact (each one's problem is listed); nothing was changed.
         """
+        with _quiet_failed_reads():
+            return self._restore_latest(template, check)
+
+    def _restore_latest(self, template: Any, check: Callable[[dict], None] | None):
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-        for step in reversed(self.steps()):
+        steps = self.steps()
+        problems: list[str] = []
+        for step in reversed(steps):
             try:
                 meta = self._manager.restore(
                     step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
                 )["meta"]
             except Exception as e:  # a partial or corrupted step directory
-                self._skip(step, e)
+                problems.append(self._skip(step, e))
                 continue
             version = meta.get("format_version")
             if version != FORMAT_VERSION:
@@ -128,10 +212,19 @@ class Checkpointer:
                 restored = self._manager.restore(
                     step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
                 )
+                verify_checksums(
+                    restored["state"], meta["checksums"], where=f"checkpoint step {step}"
+                )
             except Exception as e:
-                self._skip(step, e)
+                problems.append(self._skip(step, e))
                 continue
             return step, restored["state"], meta
+        if steps:
+            raise ResumeError(
+                f"{self.directory} holds checkpoints {steps} and none of them can be "
+                "restored:\n  " + "\n  ".join(problems) + "\nNothing in the workdir was "
+                "changed; to start over, use a new workdir"
+            )
         return None
 
     def restore_step(self, step: int, template: Any) -> tuple[Any, dict]:
@@ -145,16 +238,12 @@ class Checkpointer:
         )
         return restored["state"], restored["meta"]
 
-    def _skip(self, step: int, error: Exception) -> None:
-        logging.warning(
-            "checkpoint step %d in %s is unreadable (%s: %s); trying the previous one",
-            step,
-            self.directory,
-            type(error).__name__,
-            str(error).splitlines()[0] if str(error) else "",
-        )
+    def _skip(self, step: int, error: Exception) -> str:
+        problem = f"step {step}: {describe_error(error)}"
+        logging.warning("checkpoint %s in %s; trying the previous one", problem, self.directory)
         # Kept on disk for inspection; replaced if the resumed run saves this step again.
         self._unreadable.add(step)
+        return problem
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
@@ -162,6 +251,42 @@ class Checkpointer:
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+@contextlib.contextmanager
+def _quiet_failed_reads():
+    """Silences the echoes of a failed array read (asyncio's unretrieved-task and
+    unraisable-coroutine reports, each a TensorStore spec dump); the failure
+    itself is reported once, by `describe_error`."""
+    asyncio_logger = std_logging.getLogger("asyncio")
+    level = asyncio_logger.level
+    hook = sys.unraisablehook
+    asyncio_logger.setLevel(std_logging.CRITICAL)
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        yield
+    finally:
+        gc.collect()
+        sys.unraisablehook = hook
+        asyncio_logger.setLevel(level)
+
+
+def describe_error(error: Exception) -> str:
+    """One short line for an error from Orbax or TensorStore: its type, the file, the gist."""
+    if isinstance(error, CorruptCheckpointError):
+        return str(error).split(": ", 1)[-1]
+    text = " ".join(str(error).split())
+    files = re.findall(r"(?:file://)?(/[^\s'\"\]\[,;]+)", text)
+    arrays = re.findall(r"'path': '([^'/]+)/?'", text)
+    # The first sentence, without TensorStore's spec dumps and source locations.
+    gist = re.split(r"\.? See full TensorStore|\s\[(?:source|tensorstore_spec)|\s*=== ", text)[0]
+    gist = gist[:160]
+    where = ", ".join(
+        [f"array {arrays[0]}"] * bool(arrays)
+        + [f"file {files[0]}"] * bool(files and files[0] not in gist)
+    )
+    name = "" if type(error).__name__ == "Exception" else f"{type(error).__name__}: "
+    return f"{name}{gist}" + (f" ({where})" if where else "")
 
 
 def check_compatible(saved: dict, current: dict, *, what: str = "model") -> None:

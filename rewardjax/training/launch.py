@@ -7,14 +7,16 @@ from typing import Any
 import ml_collections
 
 from rewardjax.training import offline, quickstart, rl
-from rewardjax.training.writers import write_config
 
 TRAINERS = {"rl": rl.train, "offline": offline.train, "quickstart": quickstart.train}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Any:
-    """Runs the trainer named by `config.trainer` in `workdir`."""
+    """Runs the trainer named by `config.trainer` in `workdir`.
+
+    The trainer writes `workdir/config.json` once the config has passed its
+    checks (and, on a resume, the checkpoint's compatibility check).
+    """
     if config.trainer not in TRAINERS:
         raise ValueError(f"config.trainer={config.trainer!r}; known: {', '.join(sorted(TRAINERS))}")
-    write_config(config, workdir)
     return TRAINERS[config.trainer](config, workdir)

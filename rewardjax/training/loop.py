@@ -43,7 +43,7 @@ from rewardjax.training.checkpoint import Checkpointer, check_compatible
 from rewardjax.training.optim import make_optimizer
 from rewardjax.training.policy import load_policy, load_tokenizer_for
 from rewardjax.training.step import TrainState, make_update_step
-from rewardjax.training.writers import MetricWriter, Progress
+from rewardjax.training.writers import MetricWriter, Progress, write_config
 
 Array = jax.Array
 
@@ -212,8 +212,18 @@ class Trainer:
             check=lambda meta: check_compatible(meta["model"], self.signature()),
         )
         if restored is None:
-            # A run killed before its first checkpoint starts over: drop its log.
-            self.writer.truncate_after(0)
+            if self.writer.logged_steps():
+                # A run killed before its first checkpoint starts over; its
+                # rows are kept aside, not deleted.
+                suffix = self.writer.set_aside()
+                logging.warning(
+                    "%s has logs but no checkpoint: starting at step 0, the old logs are "
+                    "kept as metrics.jsonl.%s and samples.jsonl.%s",
+                    self.workdir,
+                    suffix,
+                    suffix,
+                )
+            write_config(self.config, self.workdir)
             return
         step, arrays, meta = restored
         self.state = arrays["train"]
@@ -222,6 +232,8 @@ class Trainer:
         self.load_meta(meta)
         self.step = step
         self.writer.truncate_after(step)
+        # Only now: a launch that fails its checks leaves the workdir's record as it was.
+        write_config(self.config, self.workdir)
         logging.info("resumed %s at step %d", self.workdir, step)
 
     def save(self, metrics: dict | None = None) -> None:

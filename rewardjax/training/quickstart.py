@@ -85,12 +85,12 @@ def _plot(path: str, before: dict, after: dict, rl_metrics_file: str) -> None:
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     start = time.time()
+    write_config(config, workdir)
     sft_dir = os.path.join(workdir, "sft")
     rl_dir = os.path.join(workdir, "rl")
     rng = jax.random.key(config.seed)
 
     sft_config = ml_collections.ConfigDict(config.sft.to_dict())
-    write_config(sft_config, sft_dir)
     offline.OfflineTrainer(sft_config, sft_dir).run()
     sft_hf = os.path.join(sft_dir, "hf")
 
@@ -102,7 +102,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     rl_config = ml_collections.ConfigDict(config.rl.to_dict())
     rl_config.model.path = sft_hf
-    write_config(rl_config, rl_dir)
     # The RL trainer exports its final policy to rl/hf (export_hf).
     rl.RLTrainer(rl_config, rl_dir).run()
     rl_hf = os.path.join(rl_dir, "hf")

@@ -51,32 +51,71 @@ class MetricWriter:
         self._tb = None
         if self.enabled:
             os.makedirs(workdir, exist_ok=True)
-            self._metrics = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
-            self._samples = open(os.path.join(workdir, "samples.jsonl"), "a", buffering=1)
+            self._open()
             if tensorboard:
                 from tensorboardX import SummaryWriter
 
                 self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
-    def truncate_after(self, step: int) -> None:
-        """Drops metrics and samples logged after `step` (a resumed run replays them)."""
-        if not self.enabled:
-            return
+    def _open(self) -> None:
+        self._metrics = open(os.path.join(self.workdir, "metrics.jsonl"), "a", buffering=1)
+        self._samples = open(os.path.join(self.workdir, "samples.jsonl"), "a", buffering=1)
+
+    def _rewrite(self, keep) -> None:
+        """Rewrites both logs with the lines `keep(line)` accepts, each by write + rename."""
+        self._metrics.close()
+        self._samples.close()
         for name in ("metrics.jsonl", "samples.jsonl"):
             path = os.path.join(self.workdir, name)
-            handle = self._metrics if name == "metrics.jsonl" else self._samples
-            handle.flush()
             with open(path) as f:
-                lines = f.readlines()
-            kept = []
-            for line in lines:
-                try:
-                    if json.loads(line)["step"] <= step:
-                        kept.append(line)
-                except (ValueError, KeyError):
-                    continue  # a line cut by the kill
-            with open(path, "w") as f:
+                kept = [line for line in f if keep(line)]
+            with open(path + ".tmp", "w") as f:
                 f.writelines(kept)
+            os.replace(path + ".tmp", path)
+        self._open()
+
+    def truncate_after(self, step: int) -> None:
+        """Drops metrics and samples logged after `step` (a resumed run replays them).
+
+        Call it only after the checkpoint of `step` was restored.
+        """
+        if not self.enabled:
+            return
+
+        def keep(line: str) -> bool:
+            try:
+                return json.loads(line)["step"] <= step
+            except (ValueError, KeyError, TypeError):
+                return False  # a line cut by the kill
+
+        self._rewrite(keep)
+
+    def logged_steps(self) -> int:
+        """How many metric rows the log holds (0 for a new workdir)."""
+        if not self.enabled:
+            return 0
+        self._metrics.flush()
+        with open(os.path.join(self.workdir, "metrics.jsonl")) as f:
+            return sum(1 for line in f if line.strip())
+
+    def set_aside(self) -> str:
+        """Renames the logs of a run that left no checkpoint to `*.unresumed-N`; returns the suffix.
+
+        A run killed before its first checkpoint starts again from step 0; its
+        rows are kept beside the new log instead of being deleted.
+        """
+        if not self.enabled:
+            return ""
+        self._metrics.close()
+        self._samples.close()
+        n = 1
+        while os.path.exists(os.path.join(self.workdir, f"metrics.jsonl.unresumed-{n}")):
+            n += 1
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            path = os.path.join(self.workdir, name)
+            os.replace(path, f"{path}.unresumed-{n}")
+        self._open()
+        return f"unresumed-{n}"
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> dict[str, float]:
         """Logs scalars (device arrays are fetched here); returns them as floats."""

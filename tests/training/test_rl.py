@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import jax
 import ml_collections
@@ -228,8 +229,66 @@ def test_bad_kl_placement(tmp_path):
         rl.RLTrainer(c, str(tmp_path))
 
 
-def test_config_is_plain_configdict():
-    assert isinstance(grpo_arithmetic.get_config(), ml_collections.ConfigDict)
+# The presets table of mechanisms.md §0, written out by hand: (advantage,
+# loss, clip_low, clip_high, aggregation, KL placement, KL estimator, KL β);
+# None where the table leaves the value to the base config or the loss default.
+PRESETS = {
+    "grpo": (
+        lambda: grpo_arithmetic.get_config("kl_coef=0.04"),
+        ("grpo_group_norm", "ppo_clip", 0.2, 0.2, "seq_mean_token_mean", "loss", "kl_k3", 0.04),
+    ),
+    "dapo": (
+        lambda: dapo_countdown.get_config(),
+        ("grpo_group_norm", "ppo_clip", 0.2, 0.28, "token_mean", "none", None, None),
+    ),
+    "dr_grpo": (
+        lambda: rl_variants.get_config("algo=dr_grpo"),
+        (
+            "drgrpo_group_center",
+            "ppo_clip",
+            None,
+            None,
+            "seq_mean_token_sum_norm",
+            "none",
+            None,
+            None,
+        ),
+    ),
+    "ppo": (
+        lambda: ppo_arithmetic.get_config(),
+        ("gae", "ppo_clip", 0.2, 0.2, "token_mean", "reward", "kl_k1", 0.001),
+    ),
+    "rloo": (
+        lambda: rl_variants.get_config("algo=rloo"),
+        ("rloo", "ppo_clip", 0.2, 0.2, "seq_mean_token_mean", None, None, None),
+    ),
+    "reinforce_pp": (
+        lambda: rl_variants.get_config("algo=reinforce_pp"),
+        ("reinforce_pp_baseline", "ppo_clip", 0.2, 0.2, "token_mean", None, None, None),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_config_is_the_preset_of_the_mechanisms_table(name):
+    config_fn, expected = PRESETS[name]
+    c = config_fn()
+    assert isinstance(c, ml_collections.ConfigDict)
+    advantage, loss, clip_low, clip_high, aggregation, placement, estimator, beta = expected
+    assert c.advantage.name == advantage and c.loss.name == loss
+    if clip_low is not None:
+        assert (c.loss.kwargs.clip_low, c.loss.kwargs.clip_high) == (clip_low, clip_high)
+    assert c.loss.aggregation == aggregation
+    if placement is not None:
+        assert c.kl.placement == placement
+    if estimator is not None:
+        assert (c.kl.estimator, c.kl.coef) == (estimator, beta)
+    if name == "ppo":
+        # GAE with γ = λ = 1 (verl, OpenRLHF).
+        assert (c.advantage.kwargs.gamma, c.advantage.kwargs.lam) == (1.0, 1.0)
+    if name == "dapo":
+        assert c.curation.dynamic_sampling
+        assert "dapo_overlong_penalty" in c.rewards.sources
 
 
 @pytest.mark.xdist_group(name="sandbox")
@@ -300,8 +359,66 @@ def test_rl_trains_on_a_two_device_mesh(tmp_path):
     assert records[-1]["step"] == 2
 
 
-def test_mesh_that_does_not_fit_the_batch_is_an_error(tmp_path):
+# Run with 3 fake devices, so that a mesh of data=3 is valid and only the
+# batch can fail to divide over it.
+_MESH_OF_THREE = """
+import json, sys, tempfile
+from configs import grpo_arithmetic
+from rewardjax.training import rl
+
+out = {}
+for name, prompts, microbatches in (("fits", 3, 1), ("rows", 4, 1), ("micro", 4, 2)):
     c = grpo_arithmetic.get_config("runlocal=True")
     c.mesh.data = 3
-    with pytest.raises(ValueError, match="3"):
+    c.rollout.prompts_per_step = prompts  # × group_size 4 rows
+    c.microbatches = microbatches
+    try:
+        rl.RLTrainer(c, tempfile.mkdtemp())
+        out[name] = "ok"
+    except ValueError as e:
+        out[name] = str(e)
+print(json.dumps(out))
+"""
+
+
+def test_mesh_that_does_not_fit_the_batch_is_an_error():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(
+        os.environ,
+        PYTHONPATH=root,
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=3",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _MESH_OF_THREE],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.splitlines()[-1])
+    # 3 prompts × 4 = 12 rows split over 3 shards: the mesh itself is fine.
+    assert out["fits"] == "ok", out
+    mesh = re.escape("mesh {'data': 3, 'fsdp': 1, 'tensor': 1}")
+    assert re.fullmatch(
+        rf"micro-batches of 16 rows do not divide over the 3 data-parallel shards of {mesh}",
+        out["rows"],
+    ), out
+    assert re.fullmatch(
+        rf"micro-batches of 8 rows do not divide over the 3 data-parallel shards of {mesh}",
+        out["micro"],
+    ), out
+
+
+def test_batch_must_split_into_microbatches(tmp_path):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.microbatches = 3  # 16 rows, one minibatch
+    with pytest.raises(
+        ValueError, match=r"^a batch of 16 rows does not split into microbatches=3$"
+    ):
         rl.RLTrainer(c, str(tmp_path))

@@ -118,7 +118,7 @@ def test_rl_with_prm_process_rewards_runs(tmp_path):
     c.steps = 2
     c.lock()
     trainer = rl.RLTrainer(c, str(tmp_path / "rl"))
-    batch, metrics = trainer.collect()
+    batch, _, metrics = trainer.collect()
     assert batch["token_rewards"].shape == batch["tokens"].shape
     # Process rewards sit only on completion tokens, and min-form step rewards sum
     # (per row) to the first step's return min_s p_s ∈ [0, 1], weighted by 0.5.
