@@ -8,6 +8,7 @@ A mistyped key (in the file or on the command line) fails at parse time.
 Restarting with the same --workdir resumes from its last checkpoint.
 """
 
+import os
 import sys
 
 from absl import app, flags
@@ -33,8 +34,10 @@ def main(argv):
         train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except ResumeError as e:
         # A workdir this run cannot continue: the message says why and what to do.
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        # At once: the failed reads' pending tasks would otherwise echo their
+        # TensorStore errors at interpreter exit. Nothing is left to flush.
+        os._exit(1)
 
 
 if __name__ == "__main__":

@@ -52,10 +52,7 @@ class MetricWriter:
         if self.enabled:
             os.makedirs(workdir, exist_ok=True)
             self._open()
-            if tensorboard:
-                from tensorboardX import SummaryWriter
-
-                self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._tensorboard = tensorboard
 
     def _open(self) -> None:
         self._metrics = open(os.path.join(self.workdir, "metrics.jsonl"), "a", buffering=1)
@@ -125,6 +122,11 @@ class MetricWriter:
             record = {"step": int(step), "time": time.time()}
             record.update({k: (v if math.isfinite(v) else str(v)) for k, v in values.items()})
             self._metrics.write(json.dumps(record) + "\n")
+            if self._tensorboard and self._tb is None:
+                # Opened at the first write: a run that stops in its checks adds no file.
+                from tensorboardX import SummaryWriter
+
+                self._tb = SummaryWriter(os.path.join(self.workdir, "tensorboard"))
             if self._tb is not None:
                 for k, v in values.items():
                     self._tb.add_scalar(k.replace("@", "_at_"), v, int(step))

@@ -170,10 +170,81 @@ def test_legacy_rope_fields_read_like_rope_parameters(tmp_path):
     assert config.rope_scaling_dict == LLAMA3_ROPE
 
 
+# Fields of the config.json files published on the Hugging Face hub (copied by
+# hand, not computed): a round trip alone cannot see a key that both directions
+# misspell, or a preset with a wrong width.
+PUBLISHED_CONFIGS = {
+    "qwen2.5-0.5b": dict(
+        architectures=["Qwen2ForCausalLM"],
+        model_type="qwen2",
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        rms_norm_eps=1e-6,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+        max_position_embeddings=32768,
+    ),
+    "qwen3-0.6b": dict(
+        architectures=["Qwen3ForCausalLM"],
+        model_type="qwen3",
+        vocab_size=151936,
+        hidden_size=1024,
+        intermediate_size=3072,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        head_dim=128,
+        rms_norm_eps=1e-6,
+        rope_theta=1000000.0,
+        tie_word_embeddings=True,
+        max_position_embeddings=40960,
+    ),
+    "llama-3.2-1b": dict(
+        architectures=["LlamaForCausalLM"],
+        model_type="llama",
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=64,
+        rms_norm_eps=1e-5,
+        rope_theta=500000.0,
+        rope_scaling={
+            "factor": 32.0,
+            "high_freq_factor": 4.0,
+            "low_freq_factor": 1.0,
+            "original_max_position_embeddings": 8192,
+            "rope_type": "llama3",
+        },
+        tie_word_embeddings=True,
+        max_position_embeddings=131072,
+    ),
+}
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_config_round_trips_through_hf_json(name):
     config = PRESETS[name]
     assert config_from_hf(json.loads(json.dumps(config_to_hf(config)))) == config
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_CONFIGS))
+def test_preset_writes_and_reads_the_published_hf_config(name):
+    published = PUBLISHED_CONFIGS[name]
+    written = config_to_hf(PRESETS[name])
+    assert {k: written[k] for k in published} == published
+    # And the published fields alone read back to the preset (token ids aside:
+    # base and instruct checkpoints differ there).
+    preset = PRESETS[name]
+    read = config_from_hf(dict(published))
+    ids = ("bos_token_id", "eos_token_id", "pad_token_id")
+    assert read.replace(**{k: getattr(preset, k) for k in ids}) == preset
 
 
 def test_sharded_checkpoints_round_trip(tmp_path):

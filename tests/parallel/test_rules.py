@@ -165,6 +165,8 @@ def test_model_applies_under_the_rules_on_a_mesh():
 def test_jit_step_traces_the_rules_keeps_shardings_and_donates():
     update, state, batch, axes = _steps.make_case("sft")
     host = jax.device_get(state)
+    # The same update without the rules, shardings or donation: the reference.
+    expected_state, expected = jax.jit(update)(host, batch, jax.random.key(3))
     mesh = parallel.make_mesh()
     sh = parallel.state_shardings(host, mesh, axes)
     state = jax.device_put(host, sh)
@@ -178,7 +180,17 @@ def test_jit_step_traces_the_rules_keeps_shardings_and_donates():
     assert plain.count("sharding_constraint") == 0
     new, metrics = step(state, sharded_batch, rng)
     assert state.params["policy"]["embed"]["embedding"].is_deleted()  # donated
-    assert np.isfinite(float(metrics["loss"]))
+    np.testing.assert_allclose(float(metrics["loss"]), float(expected["loss"]), rtol=1e-6)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+        jax.device_get(new.params),
+        jax.device_get(expected_state.params),
+    )
+    # The step moved the params: the comparison is not between two initial states.
+    assert not np.array_equal(
+        host.params["policy"]["embed"]["embedding"],
+        np.asarray(new.params["policy"]["embed"]["embedding"]),
+    )
     mu = new.opt_state[1][0].mu["policy"]["embed"]["embedding"]
     assert mu.sharding == sh.opt_state[1][0].mu["policy"]["embed"]["embedding"]
     assert new.step.sharding == parallel.replicated(mesh)

@@ -362,12 +362,12 @@ def test_rl_trains_on_a_two_device_mesh(tmp_path):
 # Run with 3 fake devices, so that a mesh of data=3 is valid and only the
 # batch can fail to divide over it.
 _MESH_OF_THREE = """
-import json, sys, tempfile
+import json, tempfile
 from configs import grpo_arithmetic
 from rewardjax.training import rl
 
 out = {}
-for name, prompts, microbatches in (("fits", 3, 1), ("rows", 4, 1), ("micro", 4, 2)):
+for name, prompts, microbatches in (("fits", 3, 1), ("rows", 4, 1), ("micro", 3, 3)):
     c = grpo_arithmetic.get_config("runlocal=True")
     c.mesh.data = 3
     c.rollout.prompts_per_step = prompts  # × group_size 4 rows
@@ -404,13 +404,14 @@ def test_mesh_that_does_not_fit_the_batch_is_an_error():
     out = json.loads(result.stdout.splitlines()[-1])
     # 3 prompts × 4 = 12 rows split over 3 shards: the mesh itself is fine.
     assert out["fits"] == "ok", out
+    # 16 rows do not; 12 rows do, but their 3 micro-batches of 4 rows do not.
     mesh = re.escape("mesh {'data': 3, 'fsdp': 1, 'tensor': 1}")
     assert re.fullmatch(
         rf"micro-batches of 16 rows do not divide over the 3 data-parallel shards of {mesh}",
         out["rows"],
     ), out
     assert re.fullmatch(
-        rf"micro-batches of 8 rows do not divide over the 3 data-parallel shards of {mesh}",
+        rf"micro-batches of 4 rows do not divide over the 3 data-parallel shards of {mesh}",
         out["micro"],
     ), out
 
