@@ -26,14 +26,16 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from rewardjax import parallel
     from rewardjax.training.checkpoint import ResumeError
+    from rewardjax.training.config_checks import ConfigError
     from rewardjax.training.launch import train_and_evaluate
 
     # Multi-host runs (TPU pods, GPU clusters) connect here; a no-op on one box.
     parallel.initialize_distributed()
     try:
         train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except ResumeError as e:
-        # A workdir this run cannot continue: the message says why and what to do.
+    except (ResumeError, ConfigError) as e:
+        # A bad value or a workdir this run cannot continue: the message says
+        # which key or checkpoint, and what to do.
         print(f"error: {e}", file=sys.stderr, flush=True)
         # At once: the failed reads' pending tasks would otherwise echo their
         # TensorStore errors at interpreter exit. Nothing is left to flush.
@@ -41,4 +43,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from rewardjax.training.launch import parse_flags
+
+    app.run(main, flags_parser=parse_flags)

@@ -40,6 +40,7 @@ from absl import logging
 from rewardjax import models, parallel
 from rewardjax.training import faults
 from rewardjax.training.checkpoint import Checkpointer, check_compatible
+from rewardjax.training.config_checks import check_ranges
 from rewardjax.training.optim import make_optimizer
 from rewardjax.training.policy import load_policy, load_tokenizer_for
 from rewardjax.training.step import TrainState, make_update_step
@@ -117,6 +118,7 @@ class Trainer:
     desc = "train"
 
     def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+        check_ranges(config)  # before anything is loaded, compiled or written
         self.config = c = config
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)

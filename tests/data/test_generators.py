@@ -44,14 +44,26 @@ def test_ranked_lists_scores_are_exact():
     task = make_task("arithmetic_chain", num_steps=3)
     lists = generators.ranked_lists(task, num=20, num_responses=4)
     assert len(lists) == 20
+    problems = {p.uid: p for p in task.problems(0, 20)}
     for r in lists:
         assert isinstance(r, RankedList) and len(r.responses) == 4
-        # The reference (score 1.0) is in every list; the others score k / 4 for
-        # an error at work line k (4 reference lines).
-        assert sorted(r.scores)[-1] == 1.0 and r.scores.count(1.0) == 1
-        assert all(s in (0.0, 0.25, 0.5, 0.75, 1.0) for s in r.scores)
-        best = r.order()[0]
-        assert r.scores[best] == 1.0
+        assert len(set(r.responses)) == 4
+        reference = problems[r.fields["uid"]].reference_completion
+        ref_lines = reference.split("\n")
+        assert len(ref_lines) == 4  # 3 work lines and the answer line
+        # The reference scores 1.0; an erroneous response k / 4, with k its first
+        # line that differs from the reference (errors propagate from there).
+        expected = []
+        for response in r.responses:
+            if response == reference:
+                expected.append(1.0)
+                continue
+            lines = response.split("\n")
+            k = next(i for i, (a, b) in enumerate(zip(lines, ref_lines)) if a != b)
+            expected.append(k / 4)
+        assert r.scores == expected
+        assert expected.count(1.0) == 1
+        assert r.responses[r.order()[0]] == reference
 
 
 def test_demonstrations_are_reproducible_and_continue_with_start():

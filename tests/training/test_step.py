@@ -51,9 +51,16 @@ def test_microbatches_match_full_batch(aggregation):
         step = jax.jit(make_update_step(_loss(aggregation), opt, microbatches=m))
         state, metrics = step(TrainState.create(params, opt), batch, jax.random.key(1))
         results.append((state.params["w"], metrics["loss"]))
-    for w, loss in results[1:]:
-        np.testing.assert_allclose(w, results[0][0], rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(loss, results[0][1], rtol=1e-6)
+    # The reference: one gradient of the whole-batch loss under hand-counted
+    # normalisers (17 tokens; 7 non-empty rows, the empty one counts nowhere).
+    totals = {"num_tokens": jnp.float32(17), "num_seqs": jnp.float32(7)}
+    assert float(jnp.sum(batch["mask"])) == 17
+    loss, grad = jax.value_and_grad(lambda w: _loss(aggregation)({"w": w}, batch, None, totals)[0])(
+        params["w"]
+    )
+    for w, step_loss in results:
+        np.testing.assert_allclose(step_loss, loss, rtol=1e-6)
+        np.testing.assert_allclose(w, params["w"] - 0.1 * grad, rtol=1e-6, atol=1e-7)
 
 
 def test_nonfinite_loss_skips_update_and_counts():
@@ -89,7 +96,8 @@ def test_nan_gradient_with_finite_loss_is_skipped():
     step = jax.jit(make_update_step(loss_fn, opt))
     state = TrainState.create({"w": jnp.array([0.0, 1.0])}, opt)
     state, m = step(state, {"x": jnp.ones((2, 1))}, jax.random.key(0))
-    assert np.isfinite(float(m["loss"])) and float(m["skipped"]) == 1.0
+    # loss = √(0·1) + √(1·1) = 1.
+    assert float(m["loss"]) == 1.0 and float(m["skipped"]) == 1.0
     np.testing.assert_array_equal(state.params["w"], [0.0, 1.0])
 
 
