@@ -75,6 +75,10 @@ def task_block(name: str = "arithmetic_chain", **kwargs) -> dict:
         # task's training prompts; graded by the math answer reward.
         data_path="",
         test_path="",
+        # A prompt-file row whose tokens + rollout.max_new_tokens exceed the
+        # model's positions: an error naming the row at start (False), or
+        # skipped and counted (True).
+        skip_long_prompts=False,
     )
 
 

@@ -28,12 +28,13 @@ def main(argv):
     from rewardjax.training.checkpoint import ResumeError
     from rewardjax.training.config_checks import ConfigError
     from rewardjax.training.launch import train_and_evaluate
+    from rewardjax.training.prompts import PromptTooLongError
 
     # Multi-host runs (TPU pods, GPU clusters) connect here; a no-op on one box.
     parallel.initialize_distributed()
     try:
         train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except (ResumeError, ConfigError) as e:
+    except (ResumeError, ConfigError, PromptTooLongError) as e:
         # A bad value or a workdir this run cannot continue: the message says
         # which key or checkpoint, and what to do.
         print(f"error: {e}", file=sys.stderr, flush=True)

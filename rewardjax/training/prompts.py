@@ -62,6 +62,10 @@ def _verify(answer: str, gold: str) -> bool:
         return False
 
 
+class PromptTooLongError(ValueError):
+    """A prompt row that cannot fit the sampler's cache with its completion budget."""
+
+
 class PromptSource:
     """Training prompts (resumable) and held-out problems for one run.
 
@@ -74,16 +78,59 @@ class PromptSource:
 
     def __init__(self, task_cfg, *, batch_size: int, seed: int):
         self.seed = seed
+        self._batch_size = batch_size
+        self._train: list[Problem] | None = None
         if task_cfg.data_path:
             self.task = AnswerGrader()
-            self._iterator = PromptIterator(task_cfg.data_path, batch_size=batch_size, seed=seed)
+            self._train = load_prompt_dataset(task_cfg.data_path)
+            self._iterator = PromptIterator(self._train, batch_size=batch_size, seed=seed)
             self._test = load_prompt_dataset(task_cfg.test_path) if task_cfg.test_path else None
+            self._paths = {"train": task_cfg.data_path, "test": task_cfg.test_path}
         else:
             self.task = TASKS.get(task_cfg.name)(**task_cfg.kwargs)
             self._iterator = PromptIterator(
                 self.task, batch_size=batch_size, split="train", seed=seed
             )
             self._test = None
+
+    def check_lengths(
+        self, tokenizer, *, max_new_tokens: int, max_length: int, skip: bool
+    ) -> dict[str, int]:
+        """Prompt-file rows whose tokens + `max_new_tokens` exceed `max_length` (the cache).
+
+        Found at load, not mid-run: with `skip` they are dropped and counted,
+        otherwise the first one is an error naming its file and line. Returns
+        {"skipped_train": n, "skipped_test": m}.
+        """
+        add_bos = tokenizer.default_add_bos
+        budget = max_length - max_new_tokens
+        counts = {}
+        for split in ("train", "test"):
+            problems = self._train if split == "train" else self._test
+            if problems is None:
+                counts[f"skipped_{split}"] = 0
+                continue
+            kept = []
+            for row, p in enumerate(problems):
+                n = len(tokenizer.encode(p.prompt, add_bos=add_bos))
+                if n <= budget:
+                    kept.append(p)
+                elif not skip:
+                    raise PromptTooLongError(
+                        f"{self._paths[split]}, line {_line_of(self._paths[split], row)}: "
+                        f"prompt of {n} tokens + rollout.max_new_tokens={max_new_tokens} "
+                        f"exceeds the model's {max_length} positions; shorten it, lower "
+                        "max_new_tokens, or set task.skip_long_prompts=True to skip such rows"
+                    )
+            counts[f"skipped_{split}"] = len(problems) - len(kept)
+            if not kept:
+                raise PromptTooLongError(f"every {split} prompt is too long for the cache")
+            if split == "train" and len(kept) < len(problems):
+                self._train = kept
+                self._iterator = PromptIterator(kept, batch_size=self._batch_size, seed=self.seed)
+            elif split == "test":
+                self._test = kept
+        return counts
 
     def next(self) -> list[Problem]:
         return next(self._iterator)
@@ -102,3 +149,10 @@ class PromptSource:
                 "evaluation needs task.test_path when training prompts come from a JSONL file"
             )
         return self.task.problems(0, n, split="test", seed=self.seed)
+
+
+def _line_of(path: str, row: int) -> int:
+    """The 1-based line of the row-th non-empty line of a JSONL file."""
+    with open(path, encoding="utf-8") as f:
+        lines = [i for i, line in enumerate(f, start=1) if line.strip()]
+    return lines[row]

@@ -87,6 +87,12 @@ class RLTrainer(Trainer):
             self.kl_controller = None
 
         self.source = PromptSource(c.task, batch_size=c.rollout.prompts_per_step, seed=c.seed)
+        self.counters: dict[str, float] = self.source.check_lengths(
+            self.tokenizer,
+            max_new_tokens=max(c.rollout.max_new_tokens, c.eval.max_new_tokens),
+            max_length=self.model_config.max_position_embeddings,
+            skip=c.task.skip_long_prompts,
+        )
         self.task = self.source.task
         self.rewards = RewardComputer(
             c.rewards,
@@ -130,7 +136,6 @@ class RLTrainer(Trainer):
         self._cache_sharding = (
             parallel.kv_cache_sharding(self.mesh) if self.mesh.devices.size > 1 else None
         )
-        self.counters: dict[str, float] = {}
         self.restore()
 
     # ------------------------------------------------------------------ checkpoints
