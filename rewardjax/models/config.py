@@ -6,9 +6,22 @@ import dataclasses
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
 FAMILIES = ("llama", "qwen2", "qwen3")
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def dtype_name(dtype: Any) -> Any:
+    """The name ("float32", "bfloat16", ...) of a dtype given as a name, `jnp.float32`,
+    `np.float32` or an `np.dtype`; anything else is returned unchanged (for the
+    caller's own error naming its known values)."""
+    if isinstance(dtype, str):
+        return dtype
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return dtype
 REMAT_POLICIES = ("none", "full", "dots")
 
 
@@ -95,6 +108,7 @@ class ModelConfig:
         if self.resolved_head_dim % 2:
             raise ValueError(f"ModelConfig head_dim={self.resolved_head_dim} must be even for RoPE")
         for name in ("param_dtype", "dtype"):
+            object.__setattr__(self, name, dtype_name(getattr(self, name)))
             if getattr(self, name) not in _DTYPES:
                 raise ValueError(
                     f"ModelConfig.{name}={getattr(self, name)!r}; known: {', '.join(_DTYPES)}"

@@ -22,7 +22,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from rewardjax.models.config import ModelConfig
+from rewardjax.models.config import ModelConfig, dtype_name
 
 ARCHITECTURES = {
     "LlamaForCausalLM": "llama",
@@ -215,6 +215,14 @@ def _to_hf(w: np.ndarray, kind: str) -> np.ndarray:
     return w
 
 
+def _safe_open(fname: str):
+    """`safe_open` whose failure (a truncated or foreign file) names the file."""
+    try:
+        return safe_open(fname, "np")
+    except Exception as e:
+        raise CheckpointError(f"{fname}: not a readable safetensors file ({e})") from None
+
+
 class _TensorReader:
     """Reads named tensors from one or several safetensors files of a directory."""
 
@@ -227,7 +235,7 @@ class _TensorReader:
                 raise CheckpointError(f"{index}: missing 'weight_map'")
             self.files = {name: os.path.join(path, f) for name, f in weight_map.items()}
         elif os.path.exists(single):
-            with safe_open(single, "np") as f:
+            with _safe_open(single) as f:
                 self.files = {name: single for name in f.keys()}
         else:
             found = [f for f in os.listdir(path) if f.endswith(".safetensors")]
@@ -237,7 +245,7 @@ class _TensorReader:
                 )
             self.files = {}
             for fname in sorted(found):
-                with safe_open(os.path.join(path, fname), "np") as f:
+                with _safe_open(os.path.join(path, fname)) as f:
                     self.files.update({name: os.path.join(path, fname) for name in f.keys()})
         self.path = path
         self._handles: dict[str, object] = {}
@@ -254,8 +262,11 @@ class _TensorReader:
                 raise CheckpointError(
                     f"{self.path}: shard {os.path.basename(fname)} listed for {name!r} is missing"
                 )
-            self._handles[fname] = safe_open(fname, "np")
-        w = self._handles[fname].get_tensor(name)
+            self._handles[fname] = _safe_open(fname)
+        try:
+            w = self._handles[fname].get_tensor(name)
+        except Exception as e:  # safetensors' own errors do not say which file
+            raise CheckpointError(f"{fname}: cannot read tensor {name!r} ({e})") from None
         if tuple(w.shape) != tuple(shape):
             raise CheckpointError(
                 f"{self.path}: tensor {name!r} has shape {tuple(w.shape)}, expected {tuple(shape)}"
@@ -283,6 +294,7 @@ def load_hf(
         raise CheckpointError(
             f"{path}: not a directory (models are local paths; nothing is downloaded)"
         )
+    dtype = dtype_name(dtype)
     if dtype not in _NP_DTYPES:
         raise CheckpointError(f"dtype={dtype!r}; known: {', '.join(_NP_DTYPES)}")
     config_path = os.path.join(path, "config.json")
@@ -328,7 +340,7 @@ def _load_heads(path: str, config: ModelConfig, heads: Sequence[str]) -> dict:
     if not os.path.exists(fname):
         raise CheckpointError(f"{path}: heads {list(heads)} requested but {HEADS_FILE} is missing")
     out = {}
-    with safe_open(fname, "np") as f:
+    with _safe_open(fname) as f:
         present = sorted({k.split(".")[0].removesuffix("_head") for k in f.keys()})
         for head in heads:
             if f"{head}_head.kernel" not in f.keys():

@@ -461,6 +461,33 @@ def test_missing_shard_and_missing_directory(tmp_path):
         load_hf(str(empty))
 
 
+def test_truncated_safetensors_names_the_file(good_dir):
+    weights = os.path.join(good_dir, "model.safetensors")
+    with open(weights, "r+b") as f:
+        f.truncate(os.path.getsize(weights) // 2)
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable safetensors"):
+        load_hf(good_dir)
+    with open(weights, "wb") as f:
+        f.write(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":")  # a header cut short
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable safetensors"):
+        load_hf(good_dir)
+
+
+@pytest.mark.parametrize(
+    "dtype, name",
+    [(jnp.bfloat16, "bfloat16"), (np.float32, "float32"), (np.dtype("float16"), "float16")],
+)
+def test_dtypes_as_objects_or_names(good_dir, dtype, name):
+    config, params = load_hf(good_dir, dtype=dtype)
+    by_name_config, by_name = load_hf(good_dir, dtype=name)
+    assert config == by_name_config and config.dtype == name and config.param_dtype == name
+    leaf = params["embed"]["embedding"]
+    assert leaf.dtype == np.dtype(jnp.dtype(dtype)) == by_name["embed"]["embedding"].dtype
+    assert PRESETS["tiny"].replace(dtype=dtype).jnp_dtype == jnp.dtype(dtype)
+    with pytest.raises(CheckpointError, match=r"dtype='int32'; known"):
+        load_hf(good_dir, dtype=np.int32)
+
+
 # --- atomic export ---------------------------------------------------------------
 
 

@@ -80,7 +80,21 @@ def test_each_loss_at_the_reference_and_its_gradient(loss_name, pair_batch):
     # the policy gradient is non-zero.
     norm = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads))))
     assert np.isfinite(norm) and norm > 0
-    assert all(np.isfinite(float(v)) for v in metrics.values())
+    metrics = {k: float(v) for k, v in metrics.items()}
+    if loss_name == "adpo_anchored":
+        # KL(softmax(0, 0) target ‖ softmax(0, 0)·...) at the anchor: log 2, as the loss.
+        np.testing.assert_allclose(metrics["kl"], math.log(2.0), rtol=1e-5)
+    else:
+        # Implicit rewards β·(log π − log π_ref) are 0 on both sides; 0 > 0 is false.
+        for key in ("rewards_chosen", "rewards_rejected", "reward_margin"):
+            assert abs(metrics[key]) < 1e-6, (key, metrics[key])
+        assert metrics["reward_accuracy"] == 0.0
+    # The policy's sequence log-probs are the reference sums, computed separately.
+    for side in ("chosen", "rejected"):
+        expected = float(jnp.mean(batch[f"ref_{side}"]))
+        np.testing.assert_allclose(metrics[f"logp_{side}"], expected, rtol=1e-5)
+    # Mean token entropy of a near-uniform untrained model: below log V, not far below.
+    assert math.log(TOK.vocab_size) - 0.5 < metrics["entropy"] <= math.log(TOK.vocab_size)
 
 
 def test_reference_precomputed_equals_on_the_fly(tmp_path):
