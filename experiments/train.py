@@ -18,6 +18,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+_THIRD_PARTY_INFO = flags.DEFINE_bool(
+    "third_party_info", False, "Also log other libraries' INFO lines (Orbax internals, ...)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -27,7 +30,10 @@ def main(argv):
     from rewardjax import parallel
     from rewardjax.training.checkpoint import ResumeError
     from rewardjax.training.config_checks import ConfigError
-    from rewardjax.training.launch import train_and_evaluate
+    from rewardjax.training.launch import quiet_third_party_info, train_and_evaluate
+
+    if not _THIRD_PARTY_INFO.value:
+        quiet_third_party_info()
     from rewardjax.training.prompts import PromptTooLongError
 
     # Multi-host runs (TPU pods, GPU clusters) connect here; a no-op on one box.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -71,3 +73,31 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     except Exception as e:  # absl or ml_collections refusing a flag or an override
         print(f"error: {config_flag_error(e, argv)}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+class _OwnInfoOnly(logging.Filter):
+    """Passes warnings and errors, and INFO lines of rewardjax and experiments only."""
+
+    def __init__(self):
+        super().__init__()
+        self._own = tuple(
+            os.path.dirname(os.path.abspath(m.__file__)) + os.sep
+            for m in (sys.modules["rewardjax"],)
+        )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        path = os.path.abspath(record.pathname)
+        return path.startswith(self._own) or f"{os.sep}experiments{os.sep}" in path
+
+
+def quiet_third_party_info() -> None:
+    """Drops the INFO lines of other libraries (Orbax's per-save internals, ...) from the log.
+
+    The run's own lines and every warning stay; `--third_party_info` in
+    `experiments/train.py` keeps everything.
+    """
+    from absl import logging as absl_logging
+
+    absl_logging.get_absl_handler().addFilter(_OwnInfoOnly())

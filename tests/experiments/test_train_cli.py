@@ -45,3 +45,32 @@ def test_out_of_range_value_is_one_line_and_writes_nothing(tmp_path):
     ]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_other_libraries_info_lines_are_quiet_by_default(tmp_path):
+    result = _train(
+        "--config=configs/sft_arithmetic.py:runlocal=True",
+        "--config.steps=2",
+        "--config.export_hf=False",
+        workdir=tmp_path / "w",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "w" / "checkpoints" / "2").is_dir()  # Orbax did save (and said nothing)
+    orbax_lines = [line for line in result.stderr.splitlines() if "orbax" in line.lower()]
+    info_lines = [line for line in result.stderr.splitlines() if line.startswith("I")]
+    assert orbax_lines == [] and all("checkpoint_manager" not in line for line in info_lines)
+
+
+def test_the_filter_keeps_own_info_and_every_warning():
+    import logging
+
+    from rewardjax.training import launch
+
+    keep = launch._OwnInfoOnly().filter
+
+    def record(level, path):
+        return logging.LogRecord("absl", level, path, 1, "x", None, None)
+
+    assert keep(record(logging.INFO, launch.__file__))
+    assert not keep(record(logging.INFO, "/site-packages/orbax/checkpoint/checkpoint_manager.py"))
+    assert keep(record(logging.WARNING, "/site-packages/orbax/checkpoint/checkpoint_manager.py"))
