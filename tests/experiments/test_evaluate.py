@@ -10,6 +10,9 @@ import pytest
 
 from experiments import evaluate
 from rewardjax import models
+from rewardjax.data import generators
+from rewardjax.registry import TASKS
+from rewardjax.scoring import OutcomeRewardModel
 from rewardjax.tokenizers import CharTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -111,11 +114,22 @@ def test_metric_filter_and_ensemble(checkpoints):
         task_kwargs=TASK,
         num_records=16,
     )
+    # The reference: each member scores the 16 held-out pairs on its own; the
+    # ensemble's score is their minimum, and a pair counts when chosen > rejected.
+    pairs = generators.preference_pairs(
+        TASKS.get("arithmetic_chain")(**TASK), num=16, split="test", seed=0
+    )
+    prompts = [p.prompt for p in pairs]
+    chosen, rejected = [], []
+    for name in ("orm_a", "orm_b"):
+        member = OutcomeRewardModel.load(checkpoints[name], tokenizer="char")
+        chosen.append(member.scores(prompts, [p.chosen for p in pairs]))
+        rejected.append(member.scores(prompts, [p.rejected for p in pairs]))
+    expected = float(np.mean(np.min(chosen, 0) > np.min(rejected, 0)))
+    # The mean of the members ranks the pairs differently: a wrong mode would not match.
+    assert expected != float(np.mean(np.mean(chosen, 0) > np.mean(rejected, 0)))
     assert result["table"] == {
-        "orm_ensemble_min": {
-            "pairwise_accuracy": result["table"]["orm_ensemble_min"]["pairwise_accuracy"],
-            "num_pairs": 16.0,
-        }
+        "orm_ensemble_min": {"pairwise_accuracy": pytest.approx(expected), "num_pairs": 16.0}
     }
     assert result["selection"] is None
     with pytest.raises(ValueError, match="--metrics: unknown"):

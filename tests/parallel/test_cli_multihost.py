@@ -46,6 +46,7 @@ RUNS = {
     ),
 }
 COMMON = [
+    "--config.steps=4",
     "--config.checkpoint.every=1",
     "--config.checkpoint.async_save=False",
     "--config.eval.every=0",
