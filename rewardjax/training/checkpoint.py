@@ -281,10 +281,12 @@ def describe_error(error: Exception) -> str:
     # The first sentence, without TensorStore's spec dumps and source locations.
     gist = re.split(r"\.? See full TensorStore|\s\[(?:source|tensorstore_spec)|\s*=== ", text)[0]
     gist = gist[:160]
-    where = ", ".join(
-        [f"array {arrays[0]}"] * bool(arrays)
-        + [f"file {files[0]}"] * bool(files and files[0] not in gist)
-    )
+    where = []
+    if arrays:
+        where.append(f"array {arrays[0]}")
+    if files and files[0] not in gist:
+        where.append(f"file {files[0]}")
+    where = ", ".join(where)
     name = "" if type(error).__name__ == "Exception" else f"{type(error).__name__}: "
     return f"{name}{gist}" + (f" ({where})" if where else "")
 
