@@ -12,6 +12,8 @@ r"""Evaluate reward models, PRMs and policies on held-out data, and test-time se
   # JSONL data instead of generated records
   python -m experiments.evaluate --prm=/tmp/prm/hf --steps_data=steps.jsonl
 
+The work is `rewardjax.evaluation.checkpoints.evaluate_and_report`.
+
 Metrics (--metrics, default: every one the given models and data allow):
   pairwise_accuracy  ORM (or implicit PRM) on preference pairs, strict
   best_of_4          ORM on 4-response lists with one best (RewardBench 2 style)
@@ -28,8 +30,6 @@ from __future__ import annotations
 
 import json
 
-import jax
-import numpy as np
 from absl import app, flags
 
 _ORM = flags.DEFINE_list("orm", [], "ORM directories; several form an ensemble.")
@@ -79,220 +79,13 @@ _BATCH = flags.DEFINE_integer("batch_size", 64, "Rows per reward-model forward."
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the data, the sampling and the subsets.")
 _OUTPUT = flags.DEFINE_string("output_json", "", "Also write the results here.")
 
-ALL_METRICS = (
-    "pairwise_accuracy",
-    "best_of_4",
-    "processbench_f1",
-    "step_auroc",
-    "calibration",
-    "correlation",
-    "pass_at_k",
-    "selection",
-)
-# Result keys of the library evaluations, by metric.
-_KEYS = {
-    "pairwise_accuracy": ("pairwise_accuracy", "num_pairs"),
-    "best_of_4": ("best_of_4_accuracy", "num_ranked"),
-    "processbench_f1": (
-        "processbench_f1",
-        "acc_erroneous",
-        "acc_correct",
-        "tuned_threshold",
-        "tuned_processbench_f1",
-    ),
-    "step_auroc": ("step_auroc",),
-    "calibration": ("brier", "ece", "step_brier", "step_ece"),
-    "correlation": ("pearson", "spearman", "auroc", "outcome_auroc", "outcome_pearson"),
-}
-
-
-def run(
-    *,
-    orm_paths=(),
-    ensemble="mean",
-    std_coef=1.0,
-    prm_path="",
-    implicit_path="",
-    reference="",
-    beta=0.05,
-    policy_path="",
-    tokenizer="char",
-    metrics=(),
-    task_name="arithmetic_chain",
-    task_kwargs=None,
-    pairs_data="",
-    ranked_data="",
-    steps_data="",
-    num_records=500,
-    error_rate=0.5,
-    threshold=0.5,
-    validation_data="",
-    separator="\n",
-    num_problems=100,
-    max_n=64,
-    num_subsets=100,
-    max_new_tokens=48,
-    temperature=1.0,
-    batch_size=64,
-    seed=0,
-) -> dict:
-    """Computes the requested metrics; returns {"table": {model: {metric: value}}, "selection": ...}."""
-    from rewardjax import models, scoring
-    from rewardjax.evaluation import scorers
-    from rewardjax.registry import TASKS
-    from rewardjax.tokenizers import load_tokenizer
-    from rewardjax.training.kinds.data import load_records
-    from rewardjax.training.rollout import sample_and_grade
-
-    wanted = list(metrics) or list(ALL_METRICS)
-    unknown = [m for m in wanted if m not in ALL_METRICS]
-    if unknown:
-        raise ValueError(f"--metrics: unknown {unknown}; known: {', '.join(ALL_METRICS)}")
-    if not (orm_paths or prm_path or implicit_path or policy_path):
-        raise ValueError("nothing to evaluate: give --orm, --prm, --implicit_prm and/or --policy")
-    task = TASKS.get(task_name)(**(task_kwargs or {}))
-
-    def tok(path):
-        return load_tokenizer(tokenizer or path)
-
-    orm = prm = implicit = None
-    if orm_paths:
-        members = [
-            scoring.OutcomeRewardModel.load(p, tokenizer=tok(p), batch_size=batch_size)
-            for p in orm_paths
-        ]
-        orm = (
-            members[0]
-            if len(members) == 1
-            else scoring.RewardModelEnsemble(members, mode=ensemble, std_coef=std_coef)
-        )
-    if prm_path:
-        prm = scoring.ProcessRewardModel.load(
-            prm_path, tokenizer=tok(prm_path), batch_size=batch_size, separator=separator
-        )
-    if implicit_path:
-        implicit = scoring.ImplicitProcessRewardModel.load(
-            implicit_path,
-            reference=reference,
-            tokenizer=tok(implicit_path),
-            beta=beta,
-            batch_size=batch_size,
-            separator=separator,
-        )
-
-    def data(path, fmt):
-        return load_records(
-            task, fmt, path=path, num=num_records, split="test", seed=seed, error_rate=error_rate
-        )
-
-    table: dict[str, dict[str, float]] = {}
-    orm_blocks = {
-        "pairwise_accuracy": "pairs",
-        "best_of_4": "ranked",
-        "calibration": "solutions",
-        "correlation": "solutions",
-    }
-    needed = {orm_blocks[m] for m in wanted if m in orm_blocks}
-    if needed:
-        blocks = dict(
-            pairs=data(pairs_data, "preference_pairs") if "pairs" in needed else (),
-            ranked=data(ranked_data, "ranked_lists") if "ranked" in needed else (),
-            solutions=data(steps_data, "step_labels") if "solutions" in needed else (),
-        )
-        if orm is not None:
-            name = "orm" if len(orm_paths) == 1 else f"orm_ensemble_{ensemble}"
-            table[name] = scorers.evaluate_orm(orm, **blocks)
-        if implicit is not None and "pairs" in needed:
-            table["implicit_prm_outcome"] = scorers.evaluate_orm(implicit, pairs=blocks["pairs"])
-    if {"processbench_f1", "step_auroc", "calibration", "correlation"} & set(wanted):
-        solutions = data(steps_data, "step_labels")
-        validation = ()
-        if validation_data != "none" and (validation_data or not steps_data):
-            validation = load_records(
-                task,
-                "step_labels",
-                path=validation_data,
-                num=num_records,
-                seed=seed + 1,
-                error_rate=error_rate,
-                split="train",
-            )
-        if prm is not None:
-            table["prm"] = scorers.evaluate_prm(
-                prm, solutions, threshold=threshold, validation=validation
-            )
-        if implicit is not None:
-            table["implicit_prm"] = scorers.evaluate_prm(
-                implicit, solutions, threshold=threshold, aggregation="last", validation=validation
-            )
-    keep = {k for m in wanted for k in _KEYS.get(m, ())}
-    table = {model: {k: v for k, v in row.items() if k in keep} for model, row in table.items()}
-
-    selection = None
-    if policy_path and ({"pass_at_k", "selection"} & set(wanted)):
-        config, params = models.load_hf(policy_path)
-        policy_tok = tok(policy_path)
-        problems = task.problems(0, num_problems, split="test", seed=seed)
-        n = max_n if "selection" in wanted else min(max_n, 16)
-        candidates = sample_and_grade(
-            config,
-            jax.tree.map(np.asarray, params),
-            policy_tok,
-            task,
-            problems,
-            rng=jax.random.key(seed),
-            n=n,
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            batch_prompts=min(num_problems, 64),
-            progress=True,
-        )
-        if "pass_at_k" in wanted:
-            table["policy"] = candidates.summary()
-        if "selection" in wanted:
-            selection = scorers.selection_curves(
-                problems,
-                candidates,
-                orm=orm,
-                prm=prm if prm is not None else implicit,
-                num_subsets=num_subsets,
-                seed=seed,
-                separator=separator,
-            )
-            if prm is not None and implicit is not None:
-                extra = scorers.selection_curves(
-                    problems,
-                    candidates,
-                    prm=implicit,
-                    num_subsets=num_subsets,
-                    seed=seed,
-                    separator=separator,
-                )
-                selection.update({f"implicit_{k}": v for k, v in extra.items() if "prm" in k})
-    return {"table": table, "selection": selection}
-
-
-def format_table(table: dict[str, dict[str, float]]) -> str:
-    """model | metric | value, one row per metric."""
-    rows = [(model, metric, value) for model, row in table.items() for metric, value in row.items()]
-    if not rows:
-        return "(no metric applies to the given models and data)"
-    w_model = max(len("model"), *(len(r[0]) for r in rows))
-    w_metric = max(len("metric"), *(len(r[1]) for r in rows))
-    lines = [
-        f"{'model':<{w_model}}  {'metric':<{w_metric}}  value",
-        "-" * (w_model + w_metric + 12),
-    ]
-    lines += [f"{m:<{w_model}}  {k:<{w_metric}}  {v:.4f}" for m, k, v in rows]
-    return "\n".join(lines)
-
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from rewardjax.inference import format_accuracy_table
+    from rewardjax.evaluation.checkpoints import evaluate_and_report
 
-    result = run(
+    evaluate_and_report(
         orm_paths=_ORM.value,
         ensemble=_ENSEMBLE.value,
         std_coef=_STD_COEF.value,
@@ -320,14 +113,8 @@ def main(argv):
         temperature=_TEMPERATURE.value,
         batch_size=_BATCH.value,
         seed=_SEED.value,
+        output_json=_OUTPUT.value,
     )
-    print(format_table(result["table"]))
-    if result["selection"] is not None:
-        print("\naccuracy vs N (held-out problems; pass_at_n is the oracle ceiling)")
-        print(format_accuracy_table(result["selection"]))
-    if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as f:
-            json.dump(result, f, indent=2, default=str)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ def dtype_name(dtype: Any) -> Any:
         return np.dtype(dtype).name
     except TypeError:
         return dtype
+
+
 REMAT_POLICIES = ("none", "full", "dots")
 
 

@@ -8,6 +8,8 @@
   state, metrics = step(state, shard_batch(batch, mesh), rng)
 
 `docs/distributed.md` has the launch recipes for TPU pod slices and GPU clusters.
+`rewardjax.parallel.memory_plan` (not re-exported: it imports the trainers'
+losses) compiles an update step on abstract shapes and reports bytes per device.
 """
 
 from rewardjax.parallel.distributed import (

@@ -269,7 +269,9 @@ def shard_batch(batch: PyTree, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> PyTr
         # Arrays local to this process go through the host: a device-to-device
         # copy onto devices of other processes is not possible.
         batch = jax.tree.map(
-            lambda x: x if isinstance(x, jax.Array) and not x.is_fully_addressable else np.asarray(x),
+            lambda x: (
+                x if isinstance(x, jax.Array) and not x.is_fully_addressable else np.asarray(x)
+            ),
             batch,
         )
     return jax.device_put(batch, batch_sharding(mesh, rules))

@@ -94,6 +94,7 @@ def init_params(
     if missing:
         # Only the missing subtrees are outputs: XLA drops the rest of the init.
         sub = {name: shardings[name] for name in missing}
+
         def init_missing(k):
             full = fresh(k)
             return {name: full[name] for name in missing}

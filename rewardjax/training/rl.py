@@ -273,7 +273,9 @@ class RLTrainer(Trainer):
         size = min(self.config.updates.forward_chunk, rows)
         outs = []
         for start in range(0, rows, size):
-            chunk = parallel.shard_batch({k: batch[k][start : start + size] for k in keys}, self.mesh)
+            chunk = parallel.shard_batch(
+                {k: batch[k][start : start + size] for k in keys}, self.mesh
+            )
             outs.append(parallel.addressable(fn(params, *(chunk[k] for k in keys))))
         return jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 

@@ -1,6 +1,6 @@
 """Rollouts on the host side: encode prompts, sample, decode, and evaluate a policy.
 
-These pieces are shared by the RL loop, the quickstart and `experiments/evaluate.py`.
+These pieces are shared by the RL loop, the quickstart and `rewardjax.evaluation.checkpoints`.
 """
 
 from __future__ import annotations

@@ -468,7 +468,7 @@ def test_truncated_safetensors_names_the_file(good_dir):
     with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable safetensors"):
         load_hf(good_dir)
     with open(weights, "wb") as f:
-        f.write(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":")  # a header cut short
+        f.write(b'\x08\x00\x00\x00\x00\x00\x00\x00{"a":')  # a header cut short
     with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable safetensors"):
         load_hf(good_dir)
 

@@ -24,12 +24,12 @@ def test_plan_reports_bytes_per_device_for_the_tiny_preset():
     # block = attn 64·64 + 2·64·32 + 64·64 + bias 64+32+32 + mlp 3·64·128 + norms 2·64
     #       = 12288 + 128 + 24576 + 128 = 37120; total = 2·37120 + 128·64 + 64 = 82496.
     assert sft["num_params"] == 82496
-    # fsdp=2 halves every array with an `embed` axis; the q/k/v biases
-    # (2·(64+32+32) = 256 values) have none and stay whole:
-    # (82496 − 256)/2 + 256 = 41376 floats = 165504 bytes.
-    assert sft["params_bytes"] == 165504
+    # fsdp=2 halves every array: `embed` goes on fsdp, and the head width
+    # (`kv`) where `embed` leaves it free (the q/k/v biases):
+    # 82496/2 = 41248 floats = 164992 bytes.
+    assert sft["params_bytes"] == 164992
     # AdamW's mu and nu mirror the params; its step counts are a few scalars.
-    assert 2 * 165504 <= sft["optimizer_bytes"] <= 2 * 165504 + 64
+    assert 2 * 164992 <= sft["optimizer_bytes"] <= 2 * 164992 + 64
     # Batch per device: 4 rows × (8 prompt tokens × 2 int32 + 24 tokens × (int32 + f32)).
     assert sft["batch_bytes"] == 4 * (8 * 8 + 24 * 8)
     # GRPO adds old / rollout log-probs and advantages: 3 × 24 float32 per row.

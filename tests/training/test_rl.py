@@ -99,7 +99,7 @@ def test_dynamic_sampling_refills_batch(tmp_path, monkeypatch):
     c.rewards.sources = {"test_coin_flip": dict(weight=1.0, kwargs={})}
     c.lock()
     trainer = rl.RLTrainer(c, str(tmp_path))
-    batch, metrics = trainer.collect()
+    batch, _, metrics = trainer.collect()
     assert batch["rewards"].shape == (16,)
     groups = batch["rewards"].reshape(8, 2)
     assert np.all(groups.std(axis=1) > 0), "a zero-variance group survived"

@@ -91,7 +91,7 @@ def train_pairs(data_cfg, task, *, seed: int, model_config, params, tokenizer) -
     operands and misstates the answer line, which an ORM trained on injected
     errors alone does not learn to catch (BENCHMARKS.md, test-time selection).
     """
-    source = data_cfg.get("pairs_from", "task")
+    source = data_cfg.pairs_from
     if source not in PAIR_SOURCES:
         raise ValueError(f"config data.pairs_from={source!r}; known: {', '.join(PAIR_SOURCES)}")
     if source == "task":
@@ -139,7 +139,7 @@ def train_pairs(data_cfg, task, *, seed: int, model_config, params, tokenizer) -
 def encode_train_pairs(config, task, *, tokenizer, model_config, params) -> dict[str, np.ndarray]:
     """The dpo and rm kinds' training pairs (`train_pairs`), encoded by `encode_pairs`."""
     c = config
-    sampled = c.data.get("pairs_from", "task") == "policy"
+    sampled = c.data.pairs_from == "policy"
     source = c.data.train_path or ("policy-sampled" if sampled else "generated") + " train pairs"
     pairs = train_pairs(
         c.data, task, seed=c.seed, model_config=model_config, params=params, tokenizer=tokenizer

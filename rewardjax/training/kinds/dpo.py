@@ -23,7 +23,7 @@ import numpy as np
 
 from rewardjax import models
 from rewardjax.models import forward
-from rewardjax.registry import PREFERENCE_LOSSES
+from rewardjax.registry import PREFERENCE_LOSSES, bind
 from rewardjax.scoring.models import check_reference_vocab
 from rewardjax.tokenizers import Tokenizer
 from rewardjax.training.kinds.data import (
@@ -101,8 +101,14 @@ def make_preference_loss(
             "objective.loss='pair_weights' is the per-pair reduction, not a preference loss; "
             f"known losses: {', '.join(n for n in PREFERENCE_LOSSES.names() if n != 'pair_weights')}"
         )
-    loss_fn = PREFERENCE_LOSSES.get(loss_name)
-    accepted = set(inspect.signature(loss_fn).parameters)
+    batch_keys = ("chosen_lengths", "rejected_lengths", "total_weight")
+    loss_fn = bind(
+        PREFERENCE_LOSSES.get(loss_name),
+        loss_kwargs,
+        what="objective.kwargs",
+        reserved={k: "the batch" for k in batch_keys},
+    )
+    accepted = set(inspect.signature(loss_fn.func).parameters)
 
     def preference_loss(params, mb, rng, totals):
         del rng
@@ -125,7 +131,6 @@ def make_preference_loss(
                 jnp.stack([ref_chosen, ref_rejected], -1),
                 target,
                 total_weight=totals["num_rows"],
-                **loss_kwargs,
             )
         else:
             extra = dict(
@@ -134,9 +139,7 @@ def make_preference_loss(
                 total_weight=totals["num_rows"],
             )
             extra = {k: v for k, v in extra.items() if k in accepted}
-            loss, metrics = loss_fn(
-                chosen, rejected, ref_chosen, ref_rejected, **extra, **loss_kwargs
-            )
+            loss, metrics = loss_fn(chosen, rejected, ref_chosen, ref_rejected, **extra)
         metrics = dict(metrics)
         metrics["logp_chosen"] = jax.lax.stop_gradient(jnp.mean(chosen))
         metrics["logp_rejected"] = jax.lax.stop_gradient(jnp.mean(rejected))
@@ -254,7 +257,7 @@ class PreferenceObjective:
             problems,
             rng=rng,
             n=c.eval.num_samples,
-            max_new_tokens=c.data.completion_length,
+            max_new_tokens=c.eval.max_new_tokens,
             temperature=c.eval.temperature,
             batch_prompts=c.eval.batch_prompts,
         )

@@ -18,6 +18,7 @@ from rewardjax.evaluation.rm_metrics import calibration
 from rewardjax.evaluation.scorers import evaluate_prm
 from rewardjax.models import forward
 from rewardjax.objectives.reward_modeling import implicit_prm_loss
+from rewardjax.registry import bind
 from rewardjax.scoring.models import ImplicitProcessRewardModel
 from rewardjax.tokenizers import Tokenizer
 from rewardjax.training.kinds.data import ArrayBatches, step_records, validation_step_labels
@@ -39,6 +40,13 @@ def make_implicit_prm_loss(
             f"objective.loss={loss_name!r}: the implicit_prm kind trains with implicit_prm"
         )
 
+    loss_fn = bind(
+        implicit_prm_loss,
+        loss_kwargs,
+        what="objective.kwargs",
+        reserved={"total_weight": "the batch"},
+    )
+
     def loss(params, mb, rng, totals):
         del rng
         logp, _ = forward.completion_logprobs(
@@ -50,13 +58,12 @@ def make_implicit_prm_loss(
             mb["mask"],
             impl=logprob_impl,
         )
-        value, metrics = implicit_prm_loss(
+        value, metrics = loss_fn(
             logp,
             jax.lax.stop_gradient(mb["ref_logprobs"]),
             mb["mask"],
             mb["outcome"],
             total_weight=totals["num_rows"],
-            **loss_kwargs,
         )
         return value, dict(metrics)
 

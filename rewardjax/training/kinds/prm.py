@@ -14,6 +14,7 @@ import numpy as np
 from rewardjax import models
 from rewardjax.evaluation.scorers import evaluate_prm
 from rewardjax.objectives.reward_modeling import prm_step_bce_loss
+from rewardjax.registry import bind, hyperparameters
 from rewardjax.scoring.models import ProcessRewardModel, prm_step_logits
 from rewardjax.tokenizers import Tokenizer
 from rewardjax.training.kinds.data import ArrayBatches, step_records, validation_step_labels
@@ -21,11 +22,18 @@ from rewardjax.training.kinds.data import ArrayBatches, step_records, validation
 __all__ = ["ProcessRewardObjective", "make_prm_loss"]
 
 
+def _last_step_only(loss_kwargs: dict) -> bool:
+    """prm_step_bce's `last_step_only`, as set in objective.kwargs or its default."""
+    default = hyperparameters(prm_step_bce_loss)["last_step_only"].default
+    return bool(loss_kwargs.get("last_step_only", default))
+
+
 def make_prm_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict):
     """Per-step BCE at step-end tokens; micro-batch losses sum to the full-batch mean."""
     if loss_name != "prm_step_bce":
         raise ValueError(f"objective.loss={loss_name!r}: the prm kind trains with prm_step_bce")
-    last_step_only = bool(loss_kwargs.get("last_step_only"))
+    loss_fn = bind(prm_step_bce_loss, loss_kwargs, what="objective.kwargs")
+    last_step_only = _last_step_only(loss_kwargs)
 
     def prm_loss(params, mb, rng, totals):
         del rng
@@ -38,7 +46,7 @@ def make_prm_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict):
             mb["mask"],
             mb["step_end"],
         )
-        loss, metrics = prm_step_bce_loss(logits, mb["step_labels"], mb["step_mask"], **loss_kwargs)
+        loss, metrics = loss_fn(logits, mb["step_labels"], mb["step_mask"])
         # prm_step_bce averages over this micro-batch's steps; rescale to the batch's.
         counted = (
             jnp.sum(mb["step_mask"] > 0, -1) > 0 if last_step_only else jnp.sum(mb["step_mask"])
@@ -65,7 +73,7 @@ class ProcessRewardObjective:
         self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
         self.test_solutions, _ = step_records(c, tokenizer, task, "test")
         self.validation = validation_step_labels(c, task)
-        self.last_step_only = bool(dict(c.objective.kwargs).get("last_step_only"))
+        self.last_step_only = _last_step_only(dict(c.objective.kwargs))
         self.loss = make_prm_loss(
             model, loss_name=c.objective.loss, loss_kwargs=dict(c.objective.kwargs)
         )

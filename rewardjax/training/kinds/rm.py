@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from rewardjax import models
 from rewardjax.evaluation.scorers import evaluate_orm
-from rewardjax.registry import REWARD_MODEL_LOSSES
+from rewardjax.registry import REWARD_MODEL_LOSSES, bind
 from rewardjax.scoring.models import OutcomeRewardModel, last_token_scores
 from rewardjax.tokenizers import Tokenizer
 from rewardjax.training.kinds.data import ArrayBatches, encode_train_pairs, load_records
@@ -32,7 +32,12 @@ def make_rm_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict, ma
             f"objective.loss={loss_name!r}: the rm kind trains on preference pairs with "
             f"{', '.join(_PAIR_RM_LOSSES)}"
         )
-    loss_fn = REWARD_MODEL_LOSSES.get(loss_name)
+    loss_fn = bind(
+        REWARD_MODEL_LOSSES.get(loss_name),
+        loss_kwargs,
+        what="objective.kwargs",
+        reserved={"margin": "objective.margin_scale", "total_weight": "the batch"},
+    )
 
     def rm_loss(params, mb, rng, totals):
         del rng
@@ -48,7 +53,7 @@ def make_rm_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict, ma
         )
         chosen, rejected = scores[:b], scores[b:]
         margin = margin_scale * mb["margin"] if margin_scale else None
-        kwargs = dict(loss_kwargs, margin=margin, total_weight=totals["num_rows"])
+        kwargs = dict(margin=margin, total_weight=totals["num_rows"])
         if loss_name == "bt_tie_aware":
             loss, metrics = loss_fn(chosen, rejected, mb["tie"], **kwargs)
         else:

@@ -16,7 +16,7 @@ from rewardjax import models
 from rewardjax.data.iterators import DemonstrationIterator
 from rewardjax.data.tasks.base import Problem
 from rewardjax.models import forward
-from rewardjax.registry import SFT_LOSSES
+from rewardjax.registry import SFT_LOSSES, bind
 from rewardjax.tokenizers import Tokenizer
 from rewardjax.training.rollout import encode_prompts, sample_and_grade
 
@@ -53,7 +53,12 @@ def sft_batch(
 
 
 def make_sft_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict, logprob_impl: str):
-    loss_fn = SFT_LOSSES.get(loss_name)
+    loss_fn = bind(
+        SFT_LOSSES.get(loss_name),
+        loss_kwargs,
+        what="objective.kwargs",
+        reserved={"num_tokens": "the batch", "num_seqs": "the batch"},
+    )
 
     def sft_loss(params, mb, rng, totals):
         del rng
@@ -71,7 +76,6 @@ def make_sft_loss(model: models.Decoder, *, loss_name: str, loss_kwargs: dict, l
             mb["mask"],
             num_tokens=totals["num_tokens"],
             num_seqs=totals["num_seqs"],
-            **loss_kwargs,
         )
         metrics = dict(metrics)
         metrics["entropy"] = jnp.sum(entropy * mb["mask"]) / jnp.maximum(jnp.sum(mb["mask"]), 1.0)
@@ -122,7 +126,7 @@ class SFTObjective:
             problems,
             rng=rng,
             n=c.eval.num_samples,
-            max_new_tokens=c.data.completion_length,
+            max_new_tokens=c.eval.max_new_tokens,
             temperature=c.eval.temperature,
             batch_prompts=c.eval.batch_prompts,
         )

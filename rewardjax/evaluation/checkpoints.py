@@ -1,0 +1,303 @@
+"""Evaluate saved reward models, PRMs and policies on held-out data, and test-time selection.
+
+`evaluate_checkpoints` loads exported model directories (ORMs, an ORM
+ensemble, a PRM, an implicit PRM with its reference, a policy), scores
+held-out records (JSONL files or records generated from a procedural task)
+with the drivers of `rewardjax.evaluation.scorers`, samples the policy for
+pass@k, and draws the selection curves (accuracy against N for majority vote,
+best-of-N and weighted votes, next to pass@N). `experiments/evaluate.py` is
+its command line (`evaluate_and_report`).
+
+  result = evaluate_checkpoints(orm_paths=["/tmp/rm/hf"], metrics=["pairwise_accuracy"])
+  print(format_metric_table(result["table"]))
+
+Metrics (`CHECKPOINT_METRICS`):
+  pairwise_accuracy  ORM (or implicit PRM) on preference pairs, strict
+  best_of_4          ORM on 4-response lists with one best (RewardBench 2 style)
+  processbench_f1    PRM / implicit PRM first-error F1 against exact step labels
+  step_auroc         PRM / implicit PRM step-level AUROC
+  calibration        Brier and ECE (ORM: σ(r) vs outcome; PRM: p_s vs step label)
+  correlation        score vs true correctness (Pearson, Spearman, AUROC)
+  pass_at_k          the policy's held-out pass@k
+  selection          majority vote, best-of-N (ORM, PRM min/last/prod/mean) and
+                     weighted votes, for N = 1, 2, 4, ..., max_n, with pass@N
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from rewardjax import models, scoring
+from rewardjax.evaluation import scorers
+from rewardjax.inference import format_accuracy_table
+from rewardjax.registry import TASKS
+from rewardjax.tokenizers import load_tokenizer
+from rewardjax.training.kinds.data import load_records
+from rewardjax.training.rollout import sample_and_grade
+
+__all__ = [
+    "CHECKPOINT_METRICS",
+    "evaluate_and_report",
+    "evaluate_checkpoints",
+    "format_metric_table",
+]
+
+CHECKPOINT_METRICS = (
+    "pairwise_accuracy",
+    "best_of_4",
+    "processbench_f1",
+    "step_auroc",
+    "calibration",
+    "correlation",
+    "pass_at_k",
+    "selection",
+)
+# Result keys of the library evaluations, by metric.
+_RESULT_KEYS = {
+    "pairwise_accuracy": ("pairwise_accuracy", "num_pairs"),
+    "best_of_4": ("best_of_4_accuracy", "num_ranked"),
+    "processbench_f1": (
+        "processbench_f1",
+        "acc_erroneous",
+        "acc_correct",
+        "tuned_threshold",
+        "tuned_processbench_f1",
+    ),
+    "step_auroc": ("step_auroc",),
+    "calibration": ("brier", "ece", "step_brier", "step_ece"),
+    "correlation": ("pearson", "spearman", "auroc", "outcome_auroc", "outcome_pearson"),
+}
+
+
+def evaluate_checkpoints(
+    *,
+    orm_paths: Sequence[str] = (),
+    ensemble: str = "mean",
+    std_coef: float = 1.0,
+    prm_path: str = "",
+    implicit_path: str = "",
+    reference: str = "",
+    beta: float = 0.05,
+    policy_path: str = "",
+    tokenizer: str = "char",
+    metrics: Sequence[str] = (),
+    task_name: str = "arithmetic_chain",
+    task_kwargs: Mapping[str, Any] | None = None,
+    pairs_data: str = "",
+    ranked_data: str = "",
+    steps_data: str = "",
+    num_records: int = 500,
+    error_rate: float = 0.5,
+    threshold: float = 0.5,
+    validation_data: str = "",
+    separator: str = "\n",
+    num_problems: int = 100,
+    max_n: int = 64,
+    num_subsets: int = 100,
+    max_new_tokens: int = 48,
+    temperature: float = 1.0,
+    batch_size: int = 64,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Loads the saved models, scores held-out data with them and computes the requested metrics.
+
+    Args:
+      orm_paths: ORM directories; several form a `RewardModelEnsemble`
+        aggregated by `ensemble` ("mean", "median", "min", "mean_minus_std"
+        with λ = `std_coef`).
+      prm_path: a PRM directory (head "prm").
+      implicit_path, reference, beta: an implicit PRM (a causal LM), its π_ref
+        directory and the β it was trained with.
+      policy_path: a policy directory, sampled for pass_at_k and selection.
+      tokenizer: a tokenizer spec; empty: each model directory's own.
+      metrics: names from `CHECKPOINT_METRICS` (empty: every one that applies).
+      task_name, task_kwargs: the registered procedural task of generated
+        records and problems.
+      pairs_data, ranked_data, steps_data: JSONL records (empty: `num_records`
+        generated from the task's test split, `error_rate` of the solutions
+        with an error).
+      threshold: τ of the ProcessBench first-error prediction.
+      validation_data: JSONL step labels on which τ is tuned (empty: generated
+        from the train split when the test records are generated; "none": no
+        tuning).
+      separator: the step separator.
+      num_problems, max_n, num_subsets: held-out problems, candidates sampled
+        per problem, and random subsets per (problem, N) of the selection
+        curves.
+      max_new_tokens, temperature: the policy's sampling.
+      batch_size: rows per reward-model forward.
+      seed: seed of the data, the sampling and the subsets.
+
+    Returns:
+      {"table": {model: {metric: value}}, "selection": {rule: {N: accuracy}}
+      or None}; the table's models are "orm" (or "orm_ensemble_<mode>"),
+      "prm", "implicit_prm", "implicit_prm_outcome" and "policy".
+
+    Raises:
+      ValueError: an unknown metric, or no model to evaluate.
+      CheckpointError: a directory that is not the model it is given as.
+    """
+    wanted = list(metrics) or list(CHECKPOINT_METRICS)
+    unknown = [m for m in wanted if m not in CHECKPOINT_METRICS]
+    if unknown:
+        raise ValueError(f"--metrics: unknown {unknown}; known: {', '.join(CHECKPOINT_METRICS)}")
+    if not (orm_paths or prm_path or implicit_path or policy_path):
+        raise ValueError("nothing to evaluate: give --orm, --prm, --implicit_prm and/or --policy")
+    task = TASKS.get(task_name)(**dict(task_kwargs or {}))
+
+    def tok(path):
+        return load_tokenizer(tokenizer or path)
+
+    orm = prm = implicit = None
+    if orm_paths:
+        members = [
+            scoring.OutcomeRewardModel.load(p, tokenizer=tok(p), batch_size=batch_size)
+            for p in orm_paths
+        ]
+        orm = (
+            members[0]
+            if len(members) == 1
+            else scoring.RewardModelEnsemble(members, mode=ensemble, std_coef=std_coef)
+        )
+    if prm_path:
+        prm = scoring.ProcessRewardModel.load(
+            prm_path, tokenizer=tok(prm_path), batch_size=batch_size, separator=separator
+        )
+    if implicit_path:
+        implicit = scoring.ImplicitProcessRewardModel.load(
+            implicit_path,
+            reference=reference,
+            tokenizer=tok(implicit_path),
+            beta=beta,
+            batch_size=batch_size,
+            separator=separator,
+        )
+
+    def data(path, fmt):
+        return load_records(
+            task, fmt, path=path, num=num_records, split="test", seed=seed, error_rate=error_rate
+        )
+
+    table: dict[str, dict[str, float]] = {}
+    orm_blocks = {
+        "pairwise_accuracy": "pairs",
+        "best_of_4": "ranked",
+        "calibration": "solutions",
+        "correlation": "solutions",
+    }
+    needed = {orm_blocks[m] for m in wanted if m in orm_blocks}
+    if needed:
+        blocks = dict(
+            pairs=data(pairs_data, "preference_pairs") if "pairs" in needed else (),
+            ranked=data(ranked_data, "ranked_lists") if "ranked" in needed else (),
+            solutions=data(steps_data, "step_labels") if "solutions" in needed else (),
+        )
+        if orm is not None:
+            name = "orm" if len(orm_paths) == 1 else f"orm_ensemble_{ensemble}"
+            table[name] = scorers.evaluate_orm(orm, **blocks)
+        if implicit is not None and "pairs" in needed:
+            table["implicit_prm_outcome"] = scorers.evaluate_orm(implicit, pairs=blocks["pairs"])
+    if {"processbench_f1", "step_auroc", "calibration", "correlation"} & set(wanted):
+        solutions = data(steps_data, "step_labels")
+        validation = ()
+        if validation_data != "none" and (validation_data or not steps_data):
+            validation = load_records(
+                task,
+                "step_labels",
+                path=validation_data,
+                num=num_records,
+                seed=seed + 1,
+                error_rate=error_rate,
+                split="train",
+            )
+        if prm is not None:
+            table["prm"] = scorers.evaluate_prm(
+                prm, solutions, threshold=threshold, validation=validation
+            )
+        if implicit is not None:
+            table["implicit_prm"] = scorers.evaluate_prm(
+                implicit, solutions, threshold=threshold, aggregation="last", validation=validation
+            )
+    keep = {k for m in wanted for k in _RESULT_KEYS.get(m, ())}
+    table = {model: {k: v for k, v in row.items() if k in keep} for model, row in table.items()}
+
+    selection = None
+    if policy_path and ({"pass_at_k", "selection"} & set(wanted)):
+        config, params = models.load_hf(policy_path)
+        policy_tok = tok(policy_path)
+        problems = task.problems(0, num_problems, split="test", seed=seed)
+        n = max_n if "selection" in wanted else min(max_n, 16)
+        candidates = sample_and_grade(
+            config,
+            jax.tree.map(np.asarray, params),
+            policy_tok,
+            task,
+            problems,
+            rng=jax.random.key(seed),
+            n=n,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            batch_prompts=min(num_problems, 64),
+            progress=True,
+        )
+        if "pass_at_k" in wanted:
+            table["policy"] = candidates.summary()
+        if "selection" in wanted:
+            selection = scorers.selection_curves(
+                problems,
+                candidates,
+                orm=orm,
+                prm=prm if prm is not None else implicit,
+                num_subsets=num_subsets,
+                seed=seed,
+                separator=separator,
+            )
+            if prm is not None and implicit is not None:
+                extra = scorers.selection_curves(
+                    problems,
+                    candidates,
+                    prm=implicit,
+                    num_subsets=num_subsets,
+                    seed=seed,
+                    separator=separator,
+                )
+                selection.update({f"implicit_{k}": v for k, v in extra.items() if "prm" in k})
+    return {"table": table, "selection": selection}
+
+
+def format_metric_table(table: dict[str, dict[str, float]]) -> str:
+    """model | metric | value, one row per metric."""
+    rows = [(model, metric, value) for model, row in table.items() for metric, value in row.items()]
+    if not rows:
+        return "(no metric applies to the given models and data)"
+    w_model = max(len("model"), *(len(r[0]) for r in rows))
+    w_metric = max(len("metric"), *(len(r[1]) for r in rows))
+    lines = [
+        f"{'model':<{w_model}}  {'metric':<{w_metric}}  value",
+        "-" * (w_model + w_metric + 12),
+    ]
+    lines += [f"{m:<{w_model}}  {k:<{w_metric}}  {v:.4f}" for m, k, v in rows]
+    return "\n".join(lines)
+
+
+def evaluate_and_report(*, output_json: str = "", **kwargs: Any) -> dict[str, Any]:
+    """`evaluate_checkpoints(**kwargs)`, printed: the metric table, then the selection curves.
+
+    Args:
+      output_json: also write the result here as JSON (empty: do not).
+      **kwargs: the arguments of `evaluate_checkpoints`.
+    """
+    result = evaluate_checkpoints(**kwargs)
+    print(format_metric_table(result["table"]))
+    if result["selection"] is not None:
+        print("\naccuracy vs N (held-out problems; pass_at_n is the oracle ceiling)")
+        print(format_accuracy_table(result["selection"]))
+    if output_json:
+        with open(output_json, "w") as f:
+            json.dump(result, f, indent=2, default=str)
+    return result

@@ -1,0 +1,171 @@
+"""rewardjax.evaluation.checkpoints: every metric on exported checkpoints, selection curves."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from rewardjax import models
+from rewardjax.data import generators
+from rewardjax.evaluation.checkpoints import (
+    evaluate_and_report,
+    evaluate_checkpoints,
+    format_metric_table,
+)
+from rewardjax.registry import TASKS
+from rewardjax.scoring import OutcomeRewardModel
+from rewardjax.tokenizers import CharTokenizer
+
+TOK = CharTokenizer()
+TASK = {"num_steps": 2, "max_operand": 5}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Tiny random checkpoints of each kind (1 layer), exported as HF directories."""
+    root = tmp_path_factory.mktemp("ckpt")
+    config = models.preset("tiny", num_layers=1).replace(
+        eos_token_id=TOK.eos_id, pad_token_id=TOK.pad_id, bos_token_id=TOK.bos_id
+    )
+    out = {}
+    for i, (name, heads) in enumerate(
+        [
+            ("orm_a", ("lm", "reward")),
+            ("orm_b", ("lm", "reward")),
+            ("prm", ("lm", "prm")),
+            ("lm", ("lm",)),
+            ("ref", ("lm",)),
+        ]
+    ):
+        params = models.init_params(config, jax.random.key(i), heads)
+        models.save_hf(str(root / name), config, jax.tree.map(np.asarray, params))
+        out[name] = str(root / name)
+    return out
+
+
+def test_every_metric_on_generated_data(checkpoints):
+    result = evaluate_checkpoints(
+        orm_paths=[checkpoints["orm_a"]],
+        prm_path=checkpoints["prm"],
+        implicit_path=checkpoints["lm"],
+        reference=checkpoints["ref"],
+        policy_path=checkpoints["lm"],
+        task_kwargs=TASK,
+        num_records=24,
+        num_problems=4,
+        max_n=4,
+        num_subsets=4,
+        max_new_tokens=24,
+    )
+    table = result["table"]
+    assert {"pairwise_accuracy", "best_of_4_accuracy", "brier", "ece", "pearson", "auroc"} <= set(
+        table["orm"]
+    )
+    assert {
+        "processbench_f1",
+        "tuned_processbench_f1",
+        "step_auroc",
+        "step_brier",
+        "outcome_auroc",
+    } <= set(table["prm"])
+    assert (
+        "processbench_f1" in table["implicit_prm"]
+        and "pairwise_accuracy" in table["implicit_prm_outcome"]
+    )
+    assert "pass@1" in table["policy"]
+    for row in table.values():
+        for key, value in row.items():
+            if key.startswith(
+                (
+                    "pairwise",
+                    "best_of",
+                    "step_auroc",
+                    "processbench",
+                    "tuned",
+                    "brier",
+                    "ece",
+                    "pass@",
+                )
+            ):
+                assert 0.0 <= value <= 1.0 or np.isnan(value), (key, value)
+    selection = result["selection"]
+    assert next(iter(selection)) == "pass_at_n" and set(selection["pass_at_n"]) == {1, 2, 4}
+    rules = {
+        "majority_vote",
+        "bon_orm",
+        "weighted_majority_vote_orm",
+        "bon_prm_min",
+        "bon_prm_last",
+    }
+    assert rules <= set(selection) and any(k.startswith("implicit_bon_prm") for k in selection)
+    # pass@N is the ceiling: no selection rule beats an oracle on the same candidates.
+    for rule, curve in selection.items():
+        for n, acc in curve.items():
+            assert acc <= selection["pass_at_n"][n] + 1e-9, (rule, n)
+    # With one candidate every rule picks it: all equal pass@1.
+    assert len({round(curve[1], 9) for curve in selection.values()}) == 1
+
+
+def test_metric_filter_and_ensemble(checkpoints):
+    result = evaluate_checkpoints(
+        orm_paths=[checkpoints["orm_a"], checkpoints["orm_b"]],
+        ensemble="min",
+        metrics=["pairwise_accuracy"],
+        task_kwargs=TASK,
+        num_records=16,
+    )
+    # The reference: each member scores the 16 held-out pairs on its own; the
+    # ensemble's score is their minimum, and a pair counts when chosen > rejected.
+    pairs = generators.preference_pairs(
+        TASKS.get("arithmetic_chain")(**TASK), num=16, split="test", seed=0
+    )
+    prompts = [p.prompt for p in pairs]
+    chosen, rejected = [], []
+    for name in ("orm_a", "orm_b"):
+        member = OutcomeRewardModel.load(checkpoints[name], tokenizer="char")
+        chosen.append(member.scores(prompts, [p.chosen for p in pairs]))
+        rejected.append(member.scores(prompts, [p.rejected for p in pairs]))
+    expected = float(np.mean(np.min(chosen, 0) > np.min(rejected, 0)))
+    # The mean of the members ranks the pairs differently: a wrong mode would not match.
+    assert expected != float(np.mean(np.mean(chosen, 0) > np.mean(rejected, 0)))
+    assert result["table"] == {
+        "orm_ensemble_min": {"pairwise_accuracy": pytest.approx(expected), "num_pairs": 16.0}
+    }
+    assert result["selection"] is None
+    with pytest.raises(ValueError, match="--metrics: unknown"):
+        evaluate_checkpoints(
+            orm_paths=[checkpoints["orm_a"]], metrics=["accuracy"], task_kwargs=TASK
+        )
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        evaluate_checkpoints(task_kwargs=TASK)
+
+
+def test_wrong_head_type_is_named(checkpoints):
+    with pytest.raises(models.CheckpointError, match="is not a process reward model"):
+        evaluate_checkpoints(prm_path=checkpoints["orm_a"], task_kwargs=TASK, num_records=8)
+
+
+def test_report_prints_and_writes_the_result(checkpoints, tmp_path, capsys):
+    out = tmp_path / "out.json"
+    result = evaluate_and_report(
+        orm_paths=[checkpoints["orm_a"]],
+        metrics=["pairwise_accuracy"],
+        task_kwargs=TASK,
+        num_records=8,
+        output_json=str(out),
+    )
+    assert capsys.readouterr().out == format_metric_table(result["table"]) + "\n"
+    assert json.loads(out.read_text()) == result
+
+
+def test_format_metric_table():
+    table = {"orm": {"pairwise_accuracy": 0.75, "num_pairs": 16.0}, "prm": {"step_auroc": 0.5}}
+    assert format_metric_table(table).splitlines() == [
+        "model  metric             value",
+        "-" * (5 + 17 + 12),
+        "orm    pairwise_accuracy  0.7500",
+        "orm    num_pairs          16.0000",
+        "prm    step_auroc         0.5000",
+    ]
+    assert format_metric_table({}) == "(no metric applies to the given models and data)"

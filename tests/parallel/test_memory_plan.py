@@ -1,0 +1,165 @@
+"""rewardjax.parallel.memory_plan: abstract batches, the trainers' losses, one compiled step.
+
+The multi-device command line is tested in test_plan.py; here the step is
+planned on this process's single device.
+"""
+
+import jax
+import pytest
+
+from configs import grpo_arithmetic, ppo_arithmetic, sft_arithmetic
+from rewardjax import models, parallel
+from rewardjax.parallel import memory_plan
+from rewardjax.training.optim import make_optimizer
+
+# tiny: D=64, V=128 tied, 2 layers; 82,496 parameters (see test_plan.py).
+TINY_PARAMS = 82496
+
+
+def _mesh():
+    return parallel.make_mesh(data=1, fsdp=1, tensor=1, devices=jax.devices()[:1])
+
+
+def _plan(objective, config=None, rows=4, seq_len=12, prompt_len=4):
+    return memory_plan.plan_update_step(
+        models.preset("tiny"),
+        name="tiny",
+        mesh=_mesh(),
+        objective=objective,
+        rows=rows,
+        seq_len=seq_len,
+        prompt_len=prompt_len,
+        microbatches=1,
+        optimizer=make_optimizer(learning_rate=1e-5),
+        logprob_impl="auto",
+        config=config,
+    )
+
+
+def test_abstract_batch_keys_and_shapes():
+    sft = memory_plan.abstract_batch("sft", 2, 3, 5)
+    assert {k: (v.shape, str(v.dtype)) for k, v in sft.items()} == {
+        "prompt_tokens": ((2, 3), "int32"),
+        "prompt_mask": ((2, 3), "int32"),
+        "tokens": ((2, 5), "int32"),
+        "mask": ((2, 5), "float32"),
+    }
+    grpo = memory_plan.abstract_batch("grpo", 2, 3, 5, ref_logprobs=True, critic=True)
+    extra = set(grpo) - set(sft)
+    assert extra == {
+        "old_logprobs",
+        "rollout_logprobs",
+        "advantages",
+        "ref_logprobs",
+        "old_values",
+        "returns",
+    }
+    assert all(grpo[k].shape == (2, 5) and str(grpo[k].dtype) == "float32" for k in extra)
+
+
+def test_sft_step_on_one_device():
+    r = _plan("sft")
+    assert r["num_params"] == TINY_PARAMS
+    assert r["params_bytes"] == 4 * TINY_PARAMS  # float32, whole on the one device
+    assert 2 * r["params_bytes"] <= r["optimizer_bytes"] <= 2 * r["params_bytes"] + 64
+    # 4 rows × (4 prompt tokens × 2 int32 + 8 tokens × (int32 + f32)).
+    assert r["batch_bytes"] == 4 * (4 * 8 + 8 * 8)
+    assert r["temp_bytes"] > 0
+    assert r["peak_bytes"] == (
+        r["argument_bytes"] + r["output_bytes"] - r["alias_bytes"] + r["temp_bytes"]
+    )
+    assert (r["mesh"], r["objective"], r["batch"], r["seq_len"]) == ("1,1,1", "sft", 4, 12)
+
+
+def test_rl_config_plans_the_trainers_loss_inputs():
+    # KL in the loss: π_ref's log-probs are one more [B, T] float32 input.
+    grpo_kl = grpo_arithmetic.get_config("runlocal=True,kl_coef=0.04")
+    assert grpo_kl.kl.placement == "loss"
+    # 4 rows × (the SFT inputs + old / rollout log-probs, advantages, 8 f32 each).
+    grpo_batch_bytes = 4 * (4 * 8 + 8 * 8 + 3 * 8 * 4)
+    kl = _plan("grpo", grpo_kl)
+    assert kl["batch_bytes"] == grpo_batch_bytes + 4 * 8 * 4
+    assert kl["params_bytes"] == 4 * TINY_PARAMS
+    # A critic: a second tiny trunk with a value head (D weights + 1 bias) and
+    # old values and returns in the batch.
+    ppo = ppo_arithmetic.get_config("runlocal=True")
+    assert ppo.critic.enabled and ppo.kl.placement == "reward"
+    critic = _plan("grpo", ppo)
+    assert critic["num_params"] == 2 * TINY_PARAMS + 64 + 1
+    assert critic["batch_bytes"] == grpo_batch_bytes + 2 * 4 * 8 * 4
+
+
+def test_losses_come_from_the_config_blocks():
+    policy = models.build(models.preset("tiny"))
+    rl = grpo_arithmetic.get_config("runlocal=True")
+    rl.loss.kwargs.clip_hgih = 0.3
+    with pytest.raises(ValueError, match="clip_hgih"):
+        memory_plan.update_loss("grpo", policy, config=rl)
+    sft = sft_arithmetic.get_config()
+    sft.objective.kwargs.aggregaton = "token_mean"
+    with pytest.raises(ValueError, match="aggregaton"):
+        memory_plan.update_loss("sft", policy, config=sft)
+    # Without a config: the fixed ppo_clip / sft_nll defaults build.
+    assert callable(memory_plan.update_loss("grpo", policy))
+    assert callable(memory_plan.update_loss("sft", policy))
+    with pytest.raises(memory_plan.PlanError, match="objective='dpo'"):
+        memory_plan.update_loss("dpo", policy)
+
+
+def test_plan_memory_names_the_flag_that_does_not_fit():
+    with pytest.raises(memory_plan.PlanError, match="--devices=3 but JAX sees 1 devices"):
+        memory_plan.plan_memory(presets="tiny", mesh="1,1,1", devices=3)
+    with pytest.raises(memory_plan.PlanError, match="--prompt_len=40 must lie in"):
+        memory_plan.plan_memory(presets="tiny", mesh="1,1,1", seq_len=32, prompt_len=40)
+    with pytest.raises(memory_plan.PlanError, match="2 micro-batches"):
+        memory_plan.plan_memory(presets="tiny", mesh="1,1,1", batch=3, microbatches=2)
+
+
+def test_plan_memory_reads_rows_and_model_from_a_config():
+    sft = sft_arithmetic.get_config("runlocal=True")
+    mesh, (row,) = memory_plan.plan_memory(config=sft, mesh="1,1,1", seq_len=16, batch=2)
+    assert mesh.devices.size == 1
+    assert (row["model"], row["objective"], row["batch"]) == (sft.model.preset, "sft", 2)
+
+
+def test_format_plan_table():
+    row = dict(
+        model="tiny",
+        num_params=82496,
+        mesh="1,2,1",
+        objective="sft",
+        batch=8,
+        seq_len=32,
+        params_bytes=2**30,
+        optimizer_bytes=2**31,
+        batch_bytes=0,
+        temp_bytes=2**29,
+        peak_bytes=3 * 2**30 + 2**29,
+    )
+    lines = memory_plan.format_plan_table([row]).splitlines()
+    assert lines[0].startswith("per-device GiB")
+    assert lines[1].split() == [
+        "model",
+        "params",
+        "mesh",
+        "obj",
+        "batch×seq",
+        "params",
+        "optim",
+        "batch",
+        "temp",
+        "peak",
+    ]
+    assert set(lines[2]) == {"-"}
+    assert lines[3].split() == [
+        "tiny",
+        "0.00B",
+        "1,2,1",
+        "sft",
+        "8×32",
+        "1.000",
+        "2.000",
+        "0.000",
+        "0.500",
+        "3.500",
+    ]
