@@ -61,7 +61,8 @@ def run_case(name: str, meshes: list[tuple[int, int, int]]) -> dict:
         sharded_batch = parallel.shard_batch(batch, mesh)
         lowered = step.lower(state, sharded_batch, jax.random.key(0))
         hlo = lowered.as_text()
-        new_state, metrics = _run(lowered.compile(), state, sharded_batch)
+        compiled = lowered.compile()  # the step's 4th input: its scalars (none here)
+        new_state, metrics = _run(lambda s, b, k: compiled(s, b, k, {}), state, sharded_batch)
         params = _numpy(new_state.params)
         q = new_state.params["policy"]["layers"]["attn"]["q_proj"]["kernel"]
         mu = new_state.opt_state[1][0].mu["policy"]["layers"]["attn"]["q_proj"]["kernel"]

@@ -36,6 +36,10 @@ RUNS = {
     "dpo": ("configs/dpo_arithmetic.py:runlocal=True", ["--config.optim.learning_rate=1e-3"]),
     "rm": ("configs/rm_arithmetic.py:runlocal=True", []),
     "prm": ("configs/prm_arithmetic.py:runlocal=True", []),
+    "implicit_prm": (
+        "configs/prm_arithmetic.py:runlocal=True,kind=implicit_prm",
+        ["--config.optim.learning_rate=1e-3"],
+    ),
     "grpo": (
         "configs/grpo_arithmetic.py:runlocal=True",
         [f"--config.rewards.sources={MOVING_RL_REWARDS}", "--config.optim.learning_rate=1e-3"],
