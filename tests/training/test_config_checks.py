@@ -51,3 +51,16 @@ def test_ranges_accept_their_bounds_and_refuse_beyond():
     assert top_p_ok(1.0) and top_p_ok(1e-9) and not top_p_ok(0.0) and not top_p_ok(math.inf)
     greedy_ok, _ = RANGES["eval.temperature"]
     assert greedy_ok(0.0) and not greedy_ok(-1e-9)
+
+
+def test_a_failing_relaunch_leaves_the_workdirs_record_as_it_was(tmp_path):
+    c = sft_arithmetic.get_config("runlocal=True")
+    c.steps = 1
+    c.export_hf = False
+    c.checkpoint.async_save = False
+    offline.OfflineTrainer(c, str(tmp_path)).run()
+    before = (tmp_path / "config.json").read_text()
+    c.batch_size = 0
+    with pytest.raises(ConfigError):
+        offline.OfflineTrainer(c, str(tmp_path))
+    assert (tmp_path / "config.json").read_text() == before
