@@ -13,7 +13,7 @@ activations and temporaries per device.
 The figures come from XLA's CPU compiler; TPU and GPU compilers fuse
 differently, so read them as an estimate (typically within tens of percent for
 temporaries; parameter and optimizer bytes are exact). The work is
-`rewardjax.parallel.memory_plan.print_memory_plan`.
+`rewardjax.training.memory_plan.print_memory_plan`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ if __name__ == "__main__":
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from rewardjax.parallel.memory_plan import (  # noqa: E402
+from rewardjax.training.memory_plan import (  # noqa: E402
     OBJECTIVES,
     REAL_PRESETS,
     PlanError,

@@ -7,9 +7,9 @@
   step = jit_step(make_update_step(loss, opt), mesh, shardings, batch_sharding(mesh))
   state, metrics = step(state, shard_batch(batch, mesh), rng)
 
-`docs/distributed.md` has the launch recipes for TPU pod slices and GPU clusters.
-`rewardjax.parallel.memory_plan` (not re-exported: it imports the trainers'
-losses) compiles an update step on abstract shapes and reports bytes per device.
+`docs/distributed.md` has the launch recipes for TPU pod slices and GPU clusters;
+memory planning of a training step lives with the trainers
+(`rewardjax.training.memory_plan`).
 """
 
 from rewardjax.parallel.distributed import (

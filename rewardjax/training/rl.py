@@ -33,7 +33,7 @@ from rewardjax.training.rl_loss import (
     advantage_estimator,
     check_kl_config,
     compute_advantages,
-    make_rl_loss,
+    rl_loss_from_config,
 )
 from rewardjax.training.rl_rewards import RewardComputer
 from rewardjax.training.rollout import (
@@ -100,20 +100,7 @@ class RLTrainer(Trainer):
             tokenizer=self.tokenizer,
             max_new_tokens=c.rollout.max_new_tokens,
         )
-        loss = make_rl_loss(
-            self.policy,
-            self.critic,
-            loss_name=c.loss.name,
-            loss_kwargs=dict(c.loss.kwargs),
-            aggregation=c.loss.aggregation,
-            temperature=c.rollout.temperature,
-            kl_placement=c.kl.placement,
-            kl_estimator=c.kl.estimator,
-            entropy_coef=c.entropy_coef,
-            value_coef=c.critic.coef,
-            value_clip=c.critic.clip,
-            logprob_impl=c.logprob_impl,
-        )
+        loss = rl_loss_from_config(c, self.policy, self.critic, logprob_impl=c.logprob_impl)
         self.advantage_estimator = advantage_estimator(c.advantage.name, c.advantage.kwargs)
         self.compile_step(loss, rows=self.rows // c.updates.minibatches)
         batch_sharding = parallel.batch_sharding(self.mesh)

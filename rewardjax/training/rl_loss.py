@@ -165,6 +165,27 @@ def _step_kl_coef(totals: Mapping[str, Array]) -> Array:
     return totals["kl_coef"]
 
 
+def rl_loss_from_config(
+    config, policy: models.Decoder, critic: models.Decoder | None, *, logprob_impl: str
+):
+    """`make_rl_loss` with every argument read from an RL config (the trainer's own loss)."""
+    c = config
+    return make_rl_loss(
+        policy,
+        critic,
+        loss_name=c.loss.name,
+        loss_kwargs=dict(c.loss.kwargs),
+        aggregation=c.loss.aggregation,
+        temperature=c.rollout.temperature,
+        kl_placement=c.kl.placement,
+        kl_estimator=c.kl.estimator,
+        entropy_coef=c.entropy_coef,
+        value_coef=c.critic.coef,
+        value_clip=c.critic.clip,
+        logprob_impl=logprob_impl,
+    )
+
+
 def make_rl_loss(
     policy: models.Decoder,
     critic: models.Decoder | None,

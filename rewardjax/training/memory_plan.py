@@ -50,7 +50,7 @@ from rewardjax.parallel.rules import (
 )
 from rewardjax.training.kinds.sft import make_sft_loss
 from rewardjax.training.optim import make_optimizer
-from rewardjax.training.rl_loss import make_rl_loss
+from rewardjax.training.rl_loss import make_rl_loss, rl_loss_from_config
 from rewardjax.training.step import TrainState, make_update_step
 
 __all__ = [
@@ -165,21 +165,7 @@ def update_loss(
             name, kwargs = "sft_nll", {}
         return make_sft_loss(policy, loss_name=name, loss_kwargs=kwargs, logprob_impl=logprob_impl)
     if _is_rl(config):
-        c = config
-        return make_rl_loss(
-            policy,
-            critic,
-            loss_name=c.loss.name,
-            loss_kwargs=dict(c.loss.kwargs),
-            aggregation=c.loss.aggregation,
-            temperature=c.rollout.temperature,
-            kl_placement=c.kl.placement,
-            kl_estimator=c.kl.estimator,
-            entropy_coef=c.entropy_coef,
-            value_coef=c.critic.coef,
-            value_clip=c.critic.clip,
-            logprob_impl=logprob_impl,
-        )
+        return rl_loss_from_config(config, policy, critic, logprob_impl=logprob_impl)
     return make_rl_loss(
         policy,
         None,

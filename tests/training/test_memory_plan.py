@@ -1,4 +1,4 @@
-"""rewardjax.parallel.memory_plan: abstract batches, the trainers' losses, one compiled step.
+"""rewardjax.training.memory_plan: abstract batches, the trainers' losses, one compiled step.
 
 The multi-device command line is tested in test_plan.py; here the step is
 planned on this process's single device.
@@ -9,7 +9,7 @@ import pytest
 
 from configs import grpo_arithmetic, ppo_arithmetic, sft_arithmetic
 from rewardjax import models, parallel
-from rewardjax.parallel import memory_plan
+from rewardjax.training import memory_plan
 from rewardjax.training.optim import make_optimizer
 
 # tiny: D=64, V=128 tied, 2 layers; 82,496 parameters (see test_plan.py).
