@@ -11,6 +11,7 @@ their initial values, and facts showing that the run was really sharded.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -44,6 +45,10 @@ def _run(step, state, batch, seed=1):
     return state, losses
 
 
+def _with_no_scalars(compiled, state, batch, key):
+    return compiled(state, batch, key, {})
+
+
 def run_case(name: str, meshes: list[tuple[int, int, int]]) -> dict:
     update, state, batch, axes = _steps.make_case(name)
     host_state = _numpy(state)
@@ -62,7 +67,9 @@ def run_case(name: str, meshes: list[tuple[int, int, int]]) -> dict:
         lowered = step.lower(state, sharded_batch, jax.random.key(0))
         hlo = lowered.as_text()
         compiled = lowered.compile()  # the step's 4th input: its scalars (none here)
-        new_state, metrics = _run(lambda s, b, k: compiled(s, b, k, {}), state, sharded_batch)
+        new_state, metrics = _run(
+            functools.partial(_with_no_scalars, compiled), state, sharded_batch
+        )
         params = _numpy(new_state.params)
         q = new_state.params["policy"]["layers"]["attn"]["q_proj"]["kernel"]
         mu = new_state.opt_state[1][0].mu["policy"]["layers"]["attn"]["q_proj"]["kernel"]
