@@ -109,8 +109,9 @@ def init_params(
 class Trainer:
     """The shell: state, step, checkpoints, run loop and export; subclasses add the iteration.
 
-    Subclasses call `Trainer.__init__` first, then build their models with
-    `init_params`, call `create_state`, `compile_step` and finally `restore`.
+    Subclasses call `Trainer.__init__` first (it checks the config's ranges
+    before anything else), then load their models (`load_model`), call
+    `create_state`, `compile_step` and finally `restore`.
     They implement `train_step()`, `evaluate()`, `progress_fields(metrics)`,
     and may extend `signature()` / `meta()` / `load_meta(meta)` with what a
     resume must check or bring back.
