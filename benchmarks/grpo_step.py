@@ -8,7 +8,14 @@ Both sides load the same Qwen2-style checkpoint (written once with
 completions per prompt at temperature 1 up to the same length, grade them
 with the arithmetic task's checker, and take one policy update (PPO clip,
 β = 0, one iteration per batch). Times exclude the first (compiling /
-warm-up) iteration. The JSON line printed last carries "speedup_vs_trl".
+warm-up) iteration of each run.
+
+Method (`benchmarks/method.py`): TRL first gets its best torch thread count
+(1 or 2, probed with a short run); then the sides run in turn, rewardjax,
+TRL, rewardjax, TRL, ... for `--repeats` rounds, and each side's figure is
+the median of its runs' mean seconds per iteration. The load average at
+start and end is in the JSON line printed last, which carries
+"speedup_vs_trl" and "loaded" (true: the machine was busy, do not report).
 """
 
 from __future__ import annotations
@@ -16,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def char_tokenizer_json(path: str) -> None:
@@ -110,8 +117,11 @@ def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
     return sum(times) / len(times), {"completion_tokens_per_step": tokens / args.steps}
 
 
-def trl_seconds(model_dir: str, args) -> tuple[float, dict]:
+def trl_seconds(model_dir: str, args, *, threads: int | None = None) -> tuple[float, dict]:
     import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -172,6 +182,8 @@ def trl_seconds(model_dir: str, args) -> tuple[float, dict]:
 
 
 def main():
+    import method
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--group", type=int, default=8)
@@ -179,31 +191,45 @@ def main():
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    start = method.machine_load()
     model_dir = os.path.join(tempfile.mkdtemp(prefix="bench_grpo_"), "model")
     build_checkpoint(model_dir, args.hidden, args.layers)
-    ours, ours_info = rewardjax_seconds(model_dir, args)
-    print(f"rewardjax: {ours:.3f} s/iteration", flush=True)
-    theirs, their_info = trl_seconds(model_dir, args)
-    print(f"trl:       {theirs:.3f} s/iteration", flush=True)
-    print(
-        json.dumps(
-            {
-                "bench": "grpo_step",
-                "speedup_vs_trl": round(theirs / ours, 3),
-                "rewardjax_s_per_iter": round(ours, 4),
-                "trl_s_per_iter": round(theirs, 4),
-                "prompts": args.prompts,
-                "group_size": args.group,
-                "max_new_tokens": args.new_tokens,
-                "hidden": args.hidden,
-                "layers": args.layers,
-                "machine": f"{os.cpu_count()}-core {platform.machine()} CPU",
-                **ours_info,
-                **their_info,
-            }
-        )
+    probe_args = argparse.Namespace(**{**vars(args), "steps": 2})
+    threads = method.best_threads(lambda n: trl_seconds(model_dir, probe_args, threads=n)[0])
+    print(f"trl: best torch threads {threads}", flush=True)
+    info: dict = {}
+
+    def ours() -> float:
+        seconds, extra = rewardjax_seconds(model_dir, args)
+        info.update(extra)
+        print(f"rewardjax: {seconds:.3f} s/iteration", flush=True)
+        return seconds
+
+    def theirs() -> float:
+        seconds, extra = trl_seconds(model_dir, args, threads=threads)
+        info.update(extra)
+        print(f"trl:       {seconds:.3f} s/iteration", flush=True)
+        return seconds
+
+    samples = method.interleave({"rewardjax": ours, "trl": theirs}, repeats=args.repeats)
+    line = method.report(
+        "grpo_step",
+        samples,
+        start=start,
+        ratio=("trl", "rewardjax"),
+        ratio_key="speedup_vs_trl",
+        rewardjax_s_per_iter=round(method.summarize(samples["rewardjax"])["median"], 4),
+        trl_s_per_iter=round(method.summarize(samples["trl"])["median"], 4),
+        prompts=args.prompts,
+        group_size=args.group,
+        max_new_tokens=args.new_tokens,
+        hidden=args.hidden,
+        layers=args.layers,
+        **info,
     )
+    print(json.dumps(line))
 
 
 if __name__ == "__main__":

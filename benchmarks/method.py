@@ -1,0 +1,107 @@
+"""The measuring method every benchmark shares: interleaved sides, medians, the machine's load.
+
+  sides = {"rewardjax": run_ours, "trl": run_theirs}     # each call → seconds (one run)
+  samples = interleave(sides, repeats=3)                 # A, B, A, B, A, B
+  line = report("grpo_step", samples, ratio=("trl", "rewardjax"), start=start_load)
+
+Timings on a shared CPU measure the load as much as the code: a side run
+while another job holds the cores is slowed, and torch's threads suffer far
+more than XLA's when preempted. So the sides are run in turn (drifting load
+hits both alike), each figure is the median of its repeats with its spread,
+and the load average and CPU count are recorded at the start and the end; a
+run that started on a loaded machine says so (`"loaded": true`) and its
+ratio is not to be reported as a result.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+
+
+def machine_load() -> dict[str, float | int | str]:
+    """The 1-minute load average, the CPU count and the machine in words."""
+    cpus = os.cpu_count() or 1
+    return {
+        "load_avg": round(os.getloadavg()[0], 2),
+        "cpus": cpus,
+        "machine": f"{cpus}-core {platform.machine()} CPU",
+    }
+
+
+def is_loaded(load_avg: float, cpus: int) -> bool:
+    """More runnable work than 3/4 of the cores: timings would measure the load."""
+    return load_avg > 0.75 * cpus
+
+
+def interleave(sides: Mapping[str, Callable[[], float]], *, repeats: int) -> dict[str, list[float]]:
+    """Calls each side once per round, in order, for `repeats` rounds: {side: [seconds, ...]}."""
+    samples: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, run in sides.items():
+            samples[name].append(float(run()))
+    return samples
+
+
+def summarize(samples: Sequence[float]) -> dict[str, float]:
+    """Median, min, max and relative spread ((max − min) / median) of one side's repeats."""
+    median = statistics.median(samples)
+    return {
+        "median": median,
+        "min": min(samples),
+        "max": max(samples),
+        "spread": (max(samples) - min(samples)) / median if median else 0.0,
+    }
+
+
+def best_threads(probe: Callable[[int], float], options: Sequence[int] = (1, 2)) -> int:
+    """The thread count among `options` whose probe (seconds, lower is better) is fastest.
+
+    Peers get their best setting: torch with 2 threads on 2 cores can lose to 1.
+    """
+    times = {n: probe(n) for n in options}
+    return min(times, key=times.get)
+
+
+def report(
+    bench: str,
+    samples: Mapping[str, Sequence[float]],
+    *,
+    start: Mapping[str, float | int | str],
+    ratio: tuple[str, str] | None = None,
+    ratio_key: str = "speedup",
+    **extra,
+) -> dict:
+    """The JSON object a benchmark prints last.
+
+    Args:
+      bench: its name.
+      samples: {side: seconds per repeat}.
+      start: `machine_load()` taken before the first run.
+      ratio: (slow side, fast side): `ratio_key` = median(slow) / median(fast).
+      ratio_key: the key of that ratio, e.g. "speedup_vs_trl".
+      extra: more keys (shapes, thread counts, ...).
+    """
+    end = machine_load()
+    out: dict = {"bench": bench}
+    stats = {name: summarize(s) for name, s in samples.items()}
+    if ratio is not None:
+        slow, fast = ratio
+        out[ratio_key] = round(stats[slow]["median"] / stats[fast]["median"], 3)
+    for name, st in stats.items():
+        out[f"{name}_s_median"] = round(st["median"], 4)
+        out[f"{name}_s_spread"] = round(st["spread"], 3)
+        out[f"{name}_s_all"] = [round(x, 4) for x in samples[name]]
+    out.update(extra)
+    out.update(
+        repeats=min(len(s) for s in samples.values()),
+        load_avg_start=start["load_avg"],
+        load_avg_end=end["load_avg"],
+        cpus=start["cpus"],
+        machine=start["machine"],
+        loaded=is_loaded(float(start["load_avg"]), int(start["cpus"]))
+        or is_loaded(float(end["load_avg"]), int(end["cpus"])),
+    )
+    return out
