@@ -126,6 +126,7 @@ def trl_seconds(model_dir: str, args, *, threads: int | None = None) -> tuple[fl
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    import rewardjax.data  # noqa: F401  (registers the procedural tasks)
     from rewardjax.registry import TASKS
 
     torch.manual_seed(0)
