@@ -11,7 +11,9 @@ One file per piece; the file name says which:
   kinds/         the offline objective kinds: sft, dpo, rm, prm, implicit_prm (`KINDS`)
   quickstart.py  SFT then GRPO from scratch, evaluated before and after
   step.py        TrainState and the update-step factory
-  checkpoint.py  Orbax checkpoints that resume exactly
+  checkpoint.py  Orbax checkpoints that resume exactly, checksummed per array
+  config_checks.py  value ranges of a config, checked before anything loads
+  memory_plan.py the update step compiled on abstract shapes: bytes per device
   policy.py      policy and tokenizer from config;  optim.py  optimizer from config
   prompts.py     where RL prompts come from;  rollout.py  sample, decode, grade
   writers.py     run outputs: config.json, metrics.jsonl, TensorBoard, samples
