@@ -8,8 +8,9 @@ One model is built with random weights, written with `save_hf` and read back
 by `transformers` (torch, CPU), so both sides decode the same weights. All
 runs are greedy with no EOS, so every row decodes exactly `--new-tokens`
 tokens. Times exclude compilation (each jitted shape runs once before
-timing), include the prefill, and are the best of `--repeats` runs (the CPU
-machines are shared; the minimum is the least disturbed run). Tokens/s counts
+timing), include the prefill, and are the median of `--repeats` runs, the
+sides interleaved (`benchmarks/method.py`; the load average at start and end
+is in the JSON line). Tokens/s counts
 generated tokens over all rows. transformers runs with 1 thread or torch's
 default, whichever a short probe finds faster.
 
@@ -43,6 +44,9 @@ import numpy as np
 from rewardjax.models import ModelConfig, build, init_cache, init_params, save_hf
 from rewardjax.sampling import generate
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import method  # the shared measuring method, beside this script
+
 
 def _parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -57,7 +61,7 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--new-tokens", type=int, default=256)
     p.add_argument("--long-prompt", type=int, default=1024)
     p.add_argument("--ratio-steps", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per variant (best)")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median)")
     p.add_argument(
         "--no-cache-new-tokens",
         type=int,
@@ -121,19 +125,24 @@ def _decode_loop(config, params, *, batch: int, depth: int, steps: int):
     return run
 
 
-def _interleaved_best(fns: dict, repeats: int) -> dict:
-    """Best time of each function, runs interleaved so load drift hits all alike."""
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+def _interleaved_median(fns: dict, repeats: int) -> dict:
+    """Median time of each function, runs interleaved so load drift hits all alike."""
+
+    def timed(fn):
+        def run() -> float:
             start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: min(ts) for name, ts in times.items()}
+            return time.perf_counter() - start
+
+        return run
+
+    samples = method.interleave({name: timed(fn) for name, fn in fns.items()}, repeats=repeats)
+    return {name: method.summarize(ts)["median"] for name, ts in samples.items()}
 
 
 def main() -> None:
     args = _parse_args()
+    start_load = method.machine_load()
     config = ModelConfig(
         family="qwen2",
         vocab_size=args.vocab,
@@ -210,7 +219,7 @@ def main() -> None:
     ours_tokens = ours(True)  # compile
     hf_tokens = theirs()[:, args.prompt :].numpy()
     assert hf_tokens.shape == (args.batch, args.new_tokens), hf_tokens.shape
-    best = _interleaved_best({"ours": lambda: ours(True), "theirs": theirs}, args.repeats)
+    best = _interleaved_median({"ours": lambda: ours(True), "theirs": theirs}, args.repeats)
     results["rewardjax_tokens_per_s"] = generated / best["ours"]
     results["transformers_tokens_per_s"] = generated / best["theirs"]
     results["transformers_threads"] = best_threads
@@ -231,7 +240,7 @@ def main() -> None:
     }
     step_seconds = {
         depth: seconds / args.ratio_steps
-        for depth, seconds in _interleaved_best(loops, args.repeats).items()
+        for depth, seconds in _interleaved_median(loops, args.repeats).items()
     }
     for depth in depths:
         results[f"rewardjax_decode_ms_per_step_at_{depth}"] = 1e3 * step_seconds[depth]
@@ -251,6 +260,9 @@ def main() -> None:
         "new_tokens": args.new_tokens,
         "long_prompt": args.long_prompt,
         "cpu_count": os.cpu_count(),
+        "load_avg_start": start_load["load_avg"],
+        "load_avg_end": method.machine_load()["load_avg"],
+        "loaded": method.is_loaded(float(start_load["load_avg"]), int(start_load["cpus"])),
         "machine": platform.processor() or platform.machine(),
         "jax": jax.__version__,
         "transformers": transformers.__version__,
