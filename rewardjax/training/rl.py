@@ -39,7 +39,7 @@ from rewardjax.training.rl_rewards import RewardComputer
 from rewardjax.training.rollout import (
     decode_completions,
     encode_prompts,
-    sample_and_grade,
+    evaluate_policy,
     truncated_rows,
 )
 
@@ -399,19 +399,16 @@ class RLTrainer(Trainer):
         """Held-out pass@k (unbiased estimator) on the test split of the task."""
         c = self.config
         problems = self.source.test_problems(num_problems or c.eval.num_problems)
-        result = sample_and_grade(
+        return evaluate_policy(
+            c.eval,
             self.model_config,
             self.state.params["policy"],
             self.tokenizer,
             self.task,
             problems,
             rng=self.next_key(),
-            n=n or c.eval.num_samples,
-            max_new_tokens=c.eval.max_new_tokens,
-            temperature=c.eval.temperature,
-            batch_prompts=c.eval.batch_prompts,
+            n=n,
         )
-        return result.summary()
 
     def progress_fields(self, metrics) -> dict[str, float | None]:
         return dict(

@@ -148,3 +148,34 @@ def sample_and_grade(
                 lengths[start + i, g] = out_lengths[row]
                 truncated[start + i, g] = trunc[row]
     return EvalResult(correct, answers, lengths, truncated, texts)
+
+
+def evaluate_policy(
+    eval_cfg,
+    model_config: ModelConfig,
+    params,
+    tokenizer: Tokenizer,
+    task,
+    problems: Sequence[Problem],
+    *,
+    rng: jax.Array,
+    n: int | None = None,
+) -> dict[str, float]:
+    """Held-out pass@k etc. (`EvalResult.summary`) under a config's `eval` block.
+
+    Reads eval.{num_samples, max_new_tokens, temperature, batch_prompts}, the
+    keys every trainer shares; `n` overrides num_samples.
+    """
+    result = sample_and_grade(
+        model_config,
+        params,
+        tokenizer,
+        task,
+        problems,
+        rng=rng,
+        n=n or eval_cfg.num_samples,
+        max_new_tokens=eval_cfg.max_new_tokens,
+        temperature=eval_cfg.temperature,
+        batch_prompts=eval_cfg.batch_prompts,
+    )
+    return result.summary()

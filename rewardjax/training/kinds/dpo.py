@@ -32,7 +32,7 @@ from rewardjax.training.kinds.data import (
     encode_train_pairs,
     load_records,
 )
-from rewardjax.training.rollout import sample_and_grade
+from rewardjax.training.rollout import evaluate_policy
 
 Array = jax.Array
 
@@ -249,17 +249,15 @@ class PreferenceObjective:
             "pairs/margin_mean": float(np.mean(margin)),
         }
         problems = self.task.problems(0, c.eval.num_problems, split="test", seed=c.seed)
-        result = sample_and_grade(
-            self.model_config,
-            params["policy"],
-            self.tokenizer,
-            self.task,
-            problems,
-            rng=rng,
-            n=c.eval.num_samples,
-            max_new_tokens=c.eval.max_new_tokens,
-            temperature=c.eval.temperature,
-            batch_prompts=c.eval.batch_prompts,
+        out.update(
+            evaluate_policy(
+                c.eval,
+                self.model_config,
+                params["policy"],
+                self.tokenizer,
+                self.task,
+                problems,
+                rng=rng,
+            )
         )
-        out.update(result.summary())
         return out

@@ -18,7 +18,7 @@ from rewardjax.data.tasks.base import Problem
 from rewardjax.models import forward
 from rewardjax.registry import SFT_LOSSES, bind
 from rewardjax.tokenizers import Tokenizer
-from rewardjax.training.rollout import encode_prompts, sample_and_grade
+from rewardjax.training.rollout import encode_prompts, evaluate_policy
 
 __all__ = ["SFTObjective", "encode_demonstrations", "make_sft_loss", "sft_batch"]
 
@@ -118,16 +118,12 @@ class SFTObjective:
     def evaluate(self, params, rng) -> dict[str, float]:
         c = self.config
         problems = self.task.problems(0, c.eval.num_problems, split="test", seed=c.seed)
-        result = sample_and_grade(
+        return evaluate_policy(
+            c.eval,
             self.model_config,
             params["policy"],
             self.tokenizer,
             self.task,
             problems,
             rng=rng,
-            n=c.eval.num_samples,
-            max_new_tokens=c.eval.max_new_tokens,
-            temperature=c.eval.temperature,
-            batch_prompts=c.eval.batch_prompts,
         )
-        return result.summary()
