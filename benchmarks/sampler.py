@@ -113,8 +113,9 @@ def _decode_loop(config, params, *, batch: int, depth: int, steps: int):
     # The step's cost does not depend on the cached values, only on the cache size
     # and the mask, so random keys/values stand in for a prefill.
     cache = init_cache(config, batch, slots)
-    noise = jax.random.normal(jax.random.key(1), cache.k.shape, cache.k.dtype)
-    cache = type(cache)(noise, noise * 0.5)
+    cache = type(cache)(
+        *(jax.random.normal(jax.random.key(i), x.shape, x.dtype) for i, x in enumerate(cache))
+    )
     slot_mask = jnp.zeros((batch, slots), jnp.int32).at[:, :depth].set(1)
     token = jnp.ones((batch,), jnp.int32)
 

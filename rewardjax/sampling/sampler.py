@@ -3,11 +3,17 @@
   out = generate(config, params, prompts, rng=key, n=8, max_new_tokens=64,
                  temperature=1.0, eos_ids=(tok.eos_id,), pad_id=tok.pad_id)
 
-One jit-compiled function does the prefill and a `lax.while_loop` decode.
-Prompts are left-padded to a length bucket and the completion budget is
-rounded up to a bucket, so a run compiles once per (batch, prompt bucket,
-completion bucket, sampling settings) and not once per prompt length.
-Rows are group-contiguous: row p·n + g is sample g of prompt p.
+One jit-compiled function does the prefill and the decode loops. Prompts are
+left-padded to a length bucket and the completion budget is rounded up to a
+bucket, so a run compiles once per (batch, prompt bucket, completion bucket,
+sampling settings) and not once per prompt length. Rows are group-contiguous:
+row p·n + g is sample g of prompt p.
+
+Decode cost follows the work left: a step reads the KV cache only up to the
+filled length (rounded up to `cache_block`), and rows that have ended are
+compacted out of the batch whenever the running ones fit in half of it (RL
+rollouts are long-tailed: most rows stop early). Each row samples with its own
+key, so compaction does not change what is sampled.
 """
 
 from __future__ import annotations
@@ -87,8 +93,12 @@ def _process_logits(logits: Array, sp: SamplingParams) -> Array:
     return jax.nn.log_softmax(logits, axis=-1)
 
 
-def _choose(logits: Array, rng: Array, sp: SamplingParams) -> tuple[Array, Array]:
-    """Samples one token per row; returns (token [B], its log-prob [B])."""
+def _choose(logits: Array, keys: Array, sp: SamplingParams) -> tuple[Array, Array]:
+    """Samples one token per row, row b with keys[b]; returns (token [B], its log-prob [B]).
+
+    Each row draws with its own key, so a row's sample does not depend on which
+    other rows share the batch (compaction reorders and drops rows).
+    """
     if sp.temperature == 0.0:
         # Greedy: the sampling distribution is a point mass; report the model's
         # own log-prob of the argmax instead of 0, which is what a trainer wants.
@@ -96,7 +106,7 @@ def _choose(logits: Array, rng: Array, sp: SamplingParams) -> tuple[Array, Array
         token = jnp.argmax(logits, axis=-1)
     else:
         logp = _process_logits(logits, sp)
-        token = jax.random.categorical(rng, logp, axis=-1)
+        token = jax.vmap(jax.random.categorical)(keys, logp)
     return token.astype(jnp.int32), jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
 
 
@@ -119,23 +129,63 @@ def _prefill(
     return model.apply_heads(hidden[:, -1]), write_cache(cache, new_kv, 0)
 
 
+def row_capacities(rows: int, min_rows: int) -> tuple[int, ...]:
+    """Decode batch sizes as finished rows are compacted out: rows, ⌈rows/2⌉, ... ≥ min_rows.
+
+    `min_rows=0` turns compaction off (one size). Each size is one compiled
+    decode loop, so their number is bounded by log2(rows / min_rows) + 1.
+    """
+    sizes = [rows]
+    while min_rows and -(-sizes[-1] // 2) >= min_rows:
+        sizes.append(-(-sizes[-1] // 2))
+    return tuple(sizes)
+
+
+def _compact(live: dict, capacity: int) -> dict:
+    """The first `capacity` rows of the decode state, running rows first (in row order)."""
+    keep = jnp.argsort(~live["alive"], stable=True)[:capacity]
+    rows = {k: v for k, v in live.items() if k != "cache"}
+    rows = jax.tree.map(lambda x: jnp.take(x, keep, axis=0), rows)
+    return dict(rows, cache=jax.tree.map(lambda x: jnp.take(x, keep, axis=1), live["cache"]))
+
+
 @functools.partial(
-    jax.jit, static_argnames=("config", "n", "completion_bucket", "sp", "cache_sharding")
+    jax.jit,
+    static_argnames=(
+        "config",
+        "n",
+        "completion_bucket",
+        "sp",
+        "cache_sharding",
+        "cache_block",
+        "capacities",
+    ),
 )
 def _generate_jit(
     params,
     prompt_tokens: Array,  # [P, L] left-padded
     prompt_mask: Array,  # [P, L]
     rng: Array,
-    max_new_tokens: Array,  # scalar int32 <= completion_bucket
+    row_budgets: Array,  # [P·n] int32: new tokens each row may emit (<= completion_bucket)
     *,
     config: ModelConfig,
     n: int,
     completion_bucket: int,
     sp: SamplingParams,
     cache_sharding=None,
+    cache_block: int = 0,
+    capacities: tuple[int, ...] = (),
 ):
-    model = build(config)
+    """Prefill, then one decode `while_loop` per batch size in `capacities`.
+
+    All rows decode in lockstep (step t writes cache slot prompt_len + t), so the
+    filled part of the cache is the same for every row and attention reads it
+    up to a multiple of `cache_block`. When the rows still running fit in the
+    next, halved capacity, they are gathered into it (cache rows included) and
+    the loop goes on with the smaller batch; `rows` maps each batch slot to its
+    output row, so outputs come back in the original order.
+    """
+    model = build(config, cache_block=cache_block)
     variables = {"params": params}
     num_prompts, prompt_len = prompt_tokens.shape
     batch = num_prompts * n
@@ -143,6 +193,8 @@ def _generate_jit(
     positions = default_positions(prompt_mask)
     slot_mask = jnp.zeros((num_prompts, slots), jnp.int32).at[:, :prompt_len].set(prompt_mask)
     stop_ids = jnp.asarray(sp.stop_ids or (-1,), jnp.int32)
+    capacities = capacities or (batch,)
+    max_steps = jnp.max(row_budgets)
 
     if sp.kv_cache:
         cache = init_cache(config, num_prompts, slots)
@@ -155,81 +207,86 @@ def _generate_jit(
         cache = jax.tree.map(lambda x: jnp.repeat(x, n, axis=1), cache)
         if cache_sharding is not None:
             cache = jax.lax.with_sharding_constraint(cache, cache_sharding)
+        all_tokens = None
     else:
         cache = None
         hidden = model.apply(
             variables, prompt_tokens, attention_mask=prompt_mask, method="hidden_states"
         )
         last_logits = model.apply(variables, hidden[:, -1], method="apply_heads")
-    last_logits = jnp.repeat(last_logits, n, axis=0)
-    slot_mask = jnp.repeat(slot_mask, n, axis=0)
-    all_tokens = (
-        jnp.zeros((batch, slots), jnp.int32)
-        .at[:, :prompt_len]
-        .set(jnp.repeat(prompt_tokens, n, axis=0))
-    )
-    next_position = jnp.repeat(positions[:, -1] + 1, n, axis=0)
+        all_tokens = (
+            jnp.zeros((batch, slots), jnp.int32)
+            .at[:, :prompt_len]
+            .set(jnp.repeat(prompt_tokens, n, axis=0))
+        )
 
-    state = dict(
-        step=jnp.int32(0),
+    out = dict(
         tokens=jnp.full((batch, completion_bucket), sp.pad_id, jnp.int32),
         logprobs=jnp.zeros((batch, completion_bucket), jnp.float32),
-        done=jnp.zeros((batch,), bool),
+        mask=jnp.zeros((batch, completion_bucket), jnp.float32),
+    )
+    live = dict(
+        rows=jnp.arange(batch, dtype=jnp.int32),
+        alive=row_budgets > 0,
+        budget=row_budgets,
         cache=cache,
-        slot_mask=slot_mask,
+        slot_mask=jnp.repeat(slot_mask, n, axis=0),
         all_tokens=all_tokens,
-        last_logits=last_logits,
-        position=next_position,
-        rng=rng,
+        last_logits=jnp.repeat(last_logits, n, axis=0),
+        position=jnp.repeat(positions[:, -1] + 1, n, axis=0),
     )
 
-    def cond(s):
-        return (s["step"] < max_new_tokens) & ~jnp.all(s["done"])
-
-    def body(s):
-        rng, key = jax.random.split(s["rng"])
-        token, logp = _choose(s["last_logits"], key, sp)
-        alive = ~s["done"]
+    def body(carry):
+        step, out, s = carry
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(rng, step), s["rows"])
+        token, logp = _choose(s["last_logits"], keys, sp)
+        alive, position = s["alive"], s["position"]
         token = jnp.where(alive, token, sp.pad_id)
-        logp = jnp.where(alive, logp, 0.0)
-        done = s["done"] | (alive & jnp.any(token[:, None] == stop_ids[None, :], axis=-1))
-        slot = prompt_len + s["step"]
+        ends = jnp.any(token[:, None] == stop_ids[None, :], axis=-1) | (step + 1 >= s["budget"])
+        slot = prompt_len + step
         slot_mask = s["slot_mask"].at[:, slot].set(alive.astype(jnp.int32))
-        all_tokens = s["all_tokens"].at[:, slot].set(token)
+        # Finished rows write nothing: their index points past the output.
+        rows = jnp.where(alive, s["rows"], batch)
+        out = dict(
+            tokens=out["tokens"].at[rows, step].set(token, mode="drop"),
+            logprobs=out["logprobs"].at[rows, step].set(logp, mode="drop"),
+            mask=out["mask"].at[rows, step].set(1.0, mode="drop"),
+        )
+        s = dict(s, alive=alive & ~ends, slot_mask=slot_mask, position=position + 1)
         if sp.kv_cache:
-            logits, cache = model.apply(
+            logits, s["cache"] = model.apply(
                 variables,
                 token[:, None],
-                s["position"][:, None],
+                position[:, None],
                 slot_mask,
                 s["cache"],
                 slot,
                 method="decode",
             )
-            logits = logits[:, 0]
+            s["last_logits"] = logits[:, 0]
         else:
-            cache = None
+            s["all_tokens"] = s["all_tokens"].at[:, slot].set(token)
             hidden = model.apply(
-                variables, all_tokens, attention_mask=slot_mask, method="hidden_states"
+                variables, s["all_tokens"], attention_mask=slot_mask, method="hidden_states"
             )
             hidden = jax.lax.dynamic_index_in_dim(hidden, slot, axis=1, keepdims=False)
-            logits = model.apply(variables, hidden, method="apply_heads")
-        return dict(
-            step=s["step"] + 1,
-            tokens=s["tokens"].at[:, s["step"]].set(token),
-            logprobs=s["logprobs"].at[:, s["step"]].set(logp),
-            done=done,
-            cache=cache,
-            slot_mask=slot_mask,
-            all_tokens=all_tokens,
-            last_logits=logits,
-            position=s["position"] + 1,
-            rng=rng,
-        )
+            s["last_logits"] = model.apply(variables, hidden, method="apply_heads")
+        return step + 1, out, s
 
-    state = jax.lax.while_loop(cond, body, state)
-    mask = state["slot_mask"][:, prompt_len:].astype(jnp.float32)
-    return state["tokens"], state["logprobs"], mask
+    step = jnp.int32(0)
+    for level, capacity in enumerate(capacities):
+        if level:
+            # The running rows first (stable: in row order), then finished ones.
+            live = _compact(live, capacity)
+        fits_next = capacities[level + 1] if level + 1 < len(capacities) else 0
+
+        def cond(carry, fits_next=fits_next):
+            step, _, s = carry
+            running = jnp.sum(s["alive"])
+            return (step < max_steps) & (running > fits_next)
+
+        step, out, live = jax.lax.while_loop(cond, body, (step, out, live))
+    return out["tokens"], out["logprobs"], out["mask"]
 
 
 def pad_prompts(
@@ -265,6 +322,9 @@ def generate(
     max_length: int | None = None,
     kv_cache: bool = True,
     cache_sharding=None,
+    cache_block: int | None = None,
+    compact_min_rows: int = 8,
+    max_new_tokens_per_row: Sequence[int] | np.ndarray | None = None,
 ) -> SampleOutput:
     """Samples `n` completions for each prompt.
 
@@ -284,13 +344,22 @@ def generate(
       max_length: longest prompt + completion the cache may hold (default:
         config.max_position_embeddings).
       kv_cache: False recomputes the full sequence each step (benchmarks).
-      cache_sharding: optional NamedSharding of the KV cache [layers, B, K, S, Dh]
+      cache_sharding: optional NamedSharding of the KV cache [layers, B, K, ...]
         (`rewardjax.parallel.kv_cache_sharding(mesh)`).
+      cache_block: a decode step reads the cache up to the filled length rounded
+        up to a multiple of this; it must divide the completion bucket (default:
+        an eighth of it, at least 16).
+      compact_min_rows: once the rows still running fit in half the decode
+        batch, they are compacted into a batch of that size, down to this many
+        rows (0 = never compact). Outputs do not depend on it.
+      max_new_tokens_per_row: optional budget [P·n] per row (each <=
+        max_new_tokens): a row ends after that many tokens.
 
     Returns:
       SampleOutput with tokens/logprobs/mask [P·n, max_new_tokens], lengths and
       prompt_index [P·n]. `logprobs` are under the sampling distribution
       (temperature, top-k, top-p applied); for greedy, the model's log-prob.
+      Row r's token at step t is drawn with fold_in(fold_in(rng, t), r).
     """
     if (
         isinstance(prompts, tuple)
@@ -364,17 +433,41 @@ def generate(
         kv_cache=kv_cache,
     )
     completion_bucket = bucket(max_new_tokens, completion_buckets)
+    if cache_block is None:
+        cache_block = min(completion_bucket, max(16, completion_bucket // 8))
+    if cache_block < 1 or completion_bucket % cache_block:
+        raise ValueError(
+            f"cache_block={cache_block} must divide the completion bucket {completion_bucket}"
+        )
+    if compact_min_rows < 0:
+        raise ValueError(f"compact_min_rows={compact_min_rows} must be >= 0")
+    rows = len(lengths) * n
+    if max_new_tokens_per_row is None:
+        budgets = np.full(rows, max_new_tokens, np.int32)
+    else:
+        budgets = np.asarray(max_new_tokens_per_row)
+        if budgets.shape != (rows,):
+            raise ValueError(
+                f"max_new_tokens_per_row has shape {budgets.shape}; expected ({rows},) (P·n)"
+            )
+        if budgets.min() < 1 or budgets.max() > max_new_tokens:
+            raise ValueError(
+                f"max_new_tokens_per_row must lie in [1, max_new_tokens={max_new_tokens}], "
+                f"got [{budgets.min()}, {budgets.max()}]"
+            )
     out_tokens, logprobs, out_mask = _generate_jit(
         params,
         jnp.asarray(tokens),
         jnp.asarray(mask),
         rng,
-        jnp.int32(max_new_tokens),
+        jnp.asarray(budgets, jnp.int32),
         config=config,
         n=n,
         completion_bucket=completion_bucket,
         sp=sp,
         cache_sharding=cache_sharding,
+        cache_block=cache_block if kv_cache else 0,
+        capacities=row_capacities(rows, compact_min_rows if kv_cache else 0),
     )
     out_tokens = out_tokens[:, :max_new_tokens]
     logprobs = logprobs[:, :max_new_tokens]

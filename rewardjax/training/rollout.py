@@ -81,7 +81,8 @@ class EvalResult:
         stats = lengths.length_stats(
             self.lengths.reshape(-1), self.correct.reshape(-1), truncated=self.truncated.reshape(-1)
         )
-        out.update({k: v for k, v in stats.items() if k not in out})
+        # A group with no response (no correct sample, say) has no length: left out, not nan.
+        out.update({k: v for k, v in stats.items() if k not in out and np.isfinite(v)})
         return out
 
 

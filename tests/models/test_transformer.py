@@ -201,11 +201,13 @@ def test_causal_future_tokens_do_not_change_past_logits():
     assert np.abs(la[0, 4:] - lb[0, 4:]).max() > 1e-3
 
 
-@pytest.mark.parametrize("family", sorted(CONFIGS))
-def test_cached_decode_equals_full_forward(family):
+@pytest.mark.parametrize("family,cache_block", [(f, 0) for f in sorted(CONFIGS)] + [("qwen2", 4)])
+def test_cached_decode_equals_full_forward(family, cache_block):
+    # cache_block=4 over 12 slots: the decode steps at slots 6, 7, 8 read the first
+    # 8 slots (lax.switch branch 1 of 3), not all 12.
     config = CONFIGS[family]
     params = _params(config)
-    model = build(config)
+    model = build(config, cache_block=cache_block)
     decode = jax.jit(lambda *args: model.apply(*args, method="decode"))
     rng = np.random.default_rng(1)
     # Left-padded ragged prompts of 6 and 3 tokens, then 3 decoded tokens each.
@@ -241,8 +243,10 @@ def test_cached_decode_equals_full_forward(family):
     cached = np.concatenate(step_logits, axis=1)
     real = mask > 0
     np.testing.assert_allclose(cached[real], np.asarray(full)[real], atol=1e-5)
-    # Slots never written stay zero.
-    assert not np.any(np.asarray(cache.k)[:, :, :, prompt_len + steps :])
+    # Slots never written stay zero (keys are stored [L, B, K, Dh, S]).
+    assert not np.any(np.asarray(cache.k)[..., prompt_len + steps :])
+    assert not np.any(np.asarray(cache.v)[:, :, :, prompt_len + steps :])
+    assert np.all(np.any(np.asarray(cache.k)[..., : prompt_len + steps] != 0, axis=3)[:, 0])
 
 
 def _token_nll(params, tokens, mask, config):
