@@ -136,7 +136,7 @@ def row_capacities(rows: int, min_rows: int) -> tuple[int, ...]:
     decode loop, so their number is bounded by log2(rows / min_rows) + 1.
     """
     sizes = [rows]
-    while min_rows and -(-sizes[-1] // 2) >= min_rows:
+    while min_rows and sizes[-1] > 1 and -(-sizes[-1] // 2) >= min_rows:
         sizes.append(-(-sizes[-1] // 2))
     return tuple(sizes)
 
@@ -348,7 +348,7 @@ def generate(
         (`rewardjax.parallel.kv_cache_sharding(mesh)`).
       cache_block: a decode step reads the cache up to the filled length rounded
         up to a multiple of this; it must divide the completion bucket (default:
-        an eighth of it, at least 16).
+        its smallest divisor >= 16 that leaves at most 8 blocks).
       compact_min_rows: once the rows still running fit in half the decode
         batch, they are compacted into a batch of that size, down to this many
         rows (0 = never compact). Outputs do not depend on it.
@@ -434,7 +434,12 @@ def generate(
     )
     completion_bucket = bucket(max_new_tokens, completion_buckets)
     if cache_block is None:
-        cache_block = min(completion_bucket, max(16, completion_bucket // 8))
+        # At most 8 read lengths over the completion, blocks of >= 16 slots.
+        cache_block = next(
+            d
+            for d in range(max(1, completion_bucket // 8), completion_bucket + 1)
+            if completion_bucket % d == 0 and d >= min(16, completion_bucket)
+        )
     if cache_block < 1 or completion_bucket % cache_block:
         raise ValueError(
             f"cache_block={cache_block} must divide the completion bucket {completion_bucket}"
@@ -446,6 +451,8 @@ def generate(
         budgets = np.full(rows, max_new_tokens, np.int32)
     else:
         budgets = np.asarray(max_new_tokens_per_row)
+        if not np.issubdtype(budgets.dtype, np.integer):
+            raise ValueError(f"max_new_tokens_per_row must hold integers, not {budgets.dtype}")
         if budgets.shape != (rows,):
             raise ValueError(
                 f"max_new_tokens_per_row has shape {budgets.shape}; expected ({rows},) (P·n)"

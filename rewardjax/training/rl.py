@@ -62,6 +62,13 @@ class RLTrainer(Trainer):
                 f"updates.minibatches={c.updates.minibatches}"
             )
         self.use_kl = check_kl_config(c.kl.placement, c.kl.coef, c.kl.adaptive)
+        # One update per rollout (one epoch, one minibatch) is taken at the rollout
+        # policy itself: its old log-probs are the update's own forward pass
+        # (rl_loss), not a second pass over the batch. The KL terms read them
+        # beside the reference's, so they keep the separate pass.
+        self.old_logprobs_in_update = (
+            c.updates.epochs == 1 and c.updates.minibatches == 1 and not self.use_kl
+        )
         self.model_config, params, logical = self.load_model()
         self.policy = models.build(self.model_config)
         train_params, train_logical = {"policy": params}, {"policy": logical}
@@ -271,7 +278,6 @@ class RLTrainer(Trainer):
         c = self.config
         keys = ("prompt_tokens", "prompt_mask", "tokens", "mask")
         params = self.state.params
-        old_logprobs, entropy = self._chunked(self._logprob_fn, params["policy"], batch, keys)
         mask = jnp.asarray(batch["mask"])
         rewards = jnp.asarray(batch["rewards"])
         token_rewards = outcome_to_token_rewards(rewards, mask)
@@ -279,12 +285,14 @@ class RLTrainer(Trainer):
             token_rewards = token_rewards + jnp.asarray(batch["token_rewards"]) * mask
         metrics: dict[str, float] = {}
         device = {k: jnp.asarray(batch[k]) for k in keys}
-        device["old_logprobs"] = old_logprobs
         device["rollout_logprobs"] = jnp.asarray(batch["rollout_logprobs"])
-        gap = jnp.abs(old_logprobs - device["rollout_logprobs"])
-        metrics["rollout/logp_gap_mean"] = agg.masked_mean(gap, mask)
-        metrics["rollout/logp_gap_max"] = jnp.max(jnp.where(mask > 0, gap, 0.0))
-        metrics["rollout/entropy"] = agg.masked_mean(entropy, mask)
+        if not self.old_logprobs_in_update:  # else the update's forward gives them (rl_loss)
+            old_logprobs, entropy = self._chunked(self._logprob_fn, params["policy"], batch, keys)
+            device["old_logprobs"] = old_logprobs
+            gap = jnp.abs(old_logprobs - device["rollout_logprobs"])
+            metrics["rollout/logp_gap_mean"] = agg.masked_mean(gap, mask)
+            metrics["rollout/logp_gap_max"] = jnp.max(jnp.where(mask > 0, gap, 0.0))
+            metrics["rollout/entropy"] = agg.masked_mean(entropy, mask)
         if self.use_kl:
             ref_logprobs, _ = self._chunked(self._logprob_fn, self.ref_params, batch, keys)
             metrics["kl/ref_k1"] = agg.masked_mean(old_logprobs - ref_logprobs, mask)
@@ -364,7 +372,9 @@ class RLTrainer(Trainer):
             )
             self.kl_coef = float(kl_state.kl_coef)
         rewards = batch["rewards"]
-        metrics.update({f"train/{k}": v for k, v in update_metrics.items()})
+        metrics.update(
+            {k if k.startswith("rollout/") else f"train/{k}": v for k, v in update_metrics.items()}
+        )
         metrics.update(
             {
                 "reward/mean": float(rewards.mean()),

@@ -19,10 +19,12 @@ import inspect
 from collections.abc import Callable, Mapping
 
 import jax
+import jax.numpy as jnp
 
 from rewardjax import models, registry
 from rewardjax.models import forward
 from rewardjax.objectives.advantages import broadcast_to_tokens, outcome_to_token_rewards
+from rewardjax.objectives.aggregation import masked_mean
 from rewardjax.objectives.policy import policy_loss_impl, value_loss_clipped
 from rewardjax.registry import ADVANTAGES, POLICY_LOSSES
 
@@ -204,7 +206,8 @@ def make_rl_loss(
     """The RL loss `(params, minibatch, rng, totals) -> (loss, metrics)`.
 
     params: {"policy": ..., ["critic": ...]}. Minibatch keys: prompt_tokens,
-    prompt_mask, tokens, mask, old_logprobs, rollout_logprobs, advantages,
+    prompt_mask, tokens, mask, old_logprobs (optional: without it the
+    behaviour policy is the current one, see `rl_loss`), rollout_logprobs, advantages,
     ref_logprobs with kl_placement="loss", old_values + returns with a critic.
     totals: num_tokens, num_seqs and, with kl_placement="loss", the step's β as
     `kl_coef` (a replicated f32 scalar: a new β never recompiles).
@@ -263,9 +266,14 @@ def make_rl_loss(
         kl = {}
         if kl_in_loss:
             kl = dict(ref_logprobs=mb["ref_logprobs"], kl_coef=_step_kl_coef(totals))
+        # Without old_logprobs the update is the rollout policy's only one (one
+        # epoch, one minibatch): the behaviour policy is the current one, so its
+        # log-probs are this forward pass's, held constant.
+        in_step = "old_logprobs" not in mb
+        old_logprobs = jax.lax.stop_gradient(logp) if in_step else mb["old_logprobs"]
         loss, metrics = loss_fn(
             logp,
-            mb["old_logprobs"],
+            old_logprobs,
             mb["advantages"],
             mask,
             rollout_logprobs=mb["rollout_logprobs"],
@@ -275,6 +283,11 @@ def make_rl_loss(
             **counts,
         )
         metrics = dict(metrics)
+        if in_step:  # what the trainer's separate old-log-prob pass would have logged
+            gap = jnp.abs(old_logprobs - mb["rollout_logprobs"])
+            metrics["rollout/logp_gap_mean"] = masked_mean(gap, mask)
+            metrics["rollout/logp_gap_max"] = jnp.max(jnp.where(mask > 0, gap, 0.0))
+            metrics["rollout/entropy"] = masked_mean(jax.lax.stop_gradient(entropy), mask)
         return loss + _critic_loss(params, mb, mask, counts, metrics), metrics
 
     def _critic_loss(params, mb, mask, counts, metrics):

@@ -1,5 +1,8 @@
 """Sampler: transformers greedy parity, log-probs by teacher forcing, EOS, buckets, bad input."""
 
+import functools
+import signal
+
 import jax
 import numpy as np
 import pytest
@@ -103,12 +106,12 @@ def greedy(model, stops):
     return _generate(model, temperature=0.0, eos_ids=stops)
 
 
-def _teacher_forced_logits(hf, out):
+def _teacher_forced_logits(hf, out, prompts=PROMPTS):
     """Float64 transformers logits that predicted each completion token: list of [n_r, V]."""
     rows = []
     for r in range(out.tokens.shape[0]):
         n = int(out.lengths[r])
-        rows.append(PROMPTS[int(out.prompt_index[r])] + out.tokens[r, :n].tolist())
+        rows.append(prompts[int(out.prompt_index[r])] + out.tokens[r, :n].tolist())
     tokens, mask = pad_prompts(rows, pad_id=PAD)
     positions = np.clip(np.cumsum(mask, 1) - 1, 0, None)
     with torch.no_grad():
@@ -120,6 +123,29 @@ def _teacher_forced_logits(hf, out):
     width = tokens.shape[1]
     # Left-padded: completion token t of row r sits at width − n + t, predicted one earlier.
     return [logits[r, width - int(n) - 1 : width - 1].numpy() for r, n in enumerate(out.lengths)]
+
+
+def _generate_traced(monkeypatch, model, **kwargs):
+    """`_generate`, and the jaxpr of the compiled sampler that it called."""
+    calls = []
+    compiled = sampler._generate_jit
+    monkeypatch.setattr(
+        sampler, "_generate_jit", lambda *a, **k: calls.append((a, k)) or compiled(*a, **k)
+    )
+    out = _generate(model, **kwargs)
+    ((args, static),) = calls
+    return out, jax.make_jaxpr(functools.partial(compiled, **static))(*args).jaxpr
+
+
+def _equations(jaxpr):
+    """The equations of a jaxpr and of all the jaxprs nested in it (loops, branches, calls)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, tuple | list) else (param,):
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    yield from _equations(sub)
 
 
 def _completion_rows(out):
@@ -281,6 +307,202 @@ def test_top_p_samples_stay_in_the_nucleus(model):
             np.testing.assert_allclose(logprobs[t], expected, atol=logprob_atol(logits[t]))
 
 
+# --- cache blocks ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["greedy", "samples"])
+def test_cache_block_does_not_change_outputs(model, stops, request, monkeypatch, fixture):
+    # Completion bucket 16 over 32 slots: block 16 reads 16 or 32 slots, block 4 reads
+    # 16, 20, 24 or 28 (the filled length rounded up), so the reads really differ.
+    hf, _, _ = model
+    kwargs = dict(temperature=0.0, eos_ids=stops) if fixture == "greedy" else dict(n=N)
+    # Block 16 is the default for this bucket: the fixture's compiled sampler. (Reads
+    # of other lengths may sum in another order: log-probs to within rounding.)
+    whole = _generate(model, cache_block=16, **kwargs)
+    np.testing.assert_array_equal(whole.tokens, request.getfixturevalue(fixture).tokens)
+    small, jaxpr = _generate_traced(monkeypatch, model, cache_block=4, **kwargs)
+    # Not vacuous: the cached attention picks one of 8 read lengths (4, 8, ..., 32).
+    switches = [e for e in _equations(jaxpr) if e.primitive.name == "cond"]
+    assert {len(e.params["branches"]) for e in switches} == {8}
+    np.testing.assert_array_equal(small.tokens, whole.tokens)
+    np.testing.assert_array_equal(small.mask, whole.mask)
+    np.testing.assert_allclose(small.logprobs, whole.logprobs, rtol=0, atol=1e-6)
+    assert small.lengths.max() == MAX_NEW  # a row decoded across several blocks
+    for (r, tokens, logprobs), logits in zip(
+        _completion_rows(small), _teacher_forced_logits(hf, small), strict=True
+    ):
+        if fixture == "greedy":
+            np.testing.assert_array_equal(tokens, logits.argmax(-1))
+        expected = log_softmax(logits, -1)[np.arange(len(tokens)), tokens]
+        np.testing.assert_allclose(
+            logprobs, expected, atol=logprob_atol(logits), err_msg=f"row {r}"
+        )
+
+
+# --- long-tailed rows: per-row budgets and compaction ---------------------------
+
+# Four prompts × N samples = 16 rows, with compaction down to 2 rows: capacities
+# 16, 8, 4, 2.
+TAIL_PROMPTS = [*PROMPTS, [2, 4, 6, 8, 10]]
+TAIL_ROWS = len(TAIL_PROMPTS) * N
+# Spread so that the running rows fit in 8, then 4, then 2 of them well before the
+# end, and the last two running (rows 3 and 14) sit in the middle of the batch, so
+# compaction moves them to other batch slots.
+TAIL_BUDGETS = np.array([9, 1, 7, 12, 5, 2, 1, 4, 3, 2, 6, 10, 3, 8, 12, 12])
+TAIL = dict(prompts=TAIL_PROMPTS, n=N, temperature=1.0, rng=jax.random.key(11))
+
+
+@pytest.fixture(scope="module")
+def tail_free(model):
+    """16 rows sampled to the full budget (no EOS, no per-row budgets: nothing to compact)."""
+    return _generate(model, compact_min_rows=0, **TAIL)
+
+
+@pytest.fixture(scope="module")
+def tail_eos(tail_free):
+    """The token sampled most often in `tail_free`: as EOS it ends many rows early."""
+    values, counts = np.unique(tail_free.tokens, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def _tail_with_eos(model, eos, compact_min_rows):
+    return _generate(
+        model,
+        eos_ids=(eos,),
+        max_new_tokens_per_row=TAIL_BUDGETS,
+        compact_min_rows=compact_min_rows,
+        **TAIL,
+    )
+
+
+@pytest.fixture(scope="module")
+def tail(model, tail_eos):
+    """The 16 rows with per-row budgets and EOS, compacted down to 2 rows."""
+    return _tail_with_eos(model, tail_eos, compact_min_rows=2)
+
+
+def _assert_prefixes(out, free):
+    """Each row of `out` is the start of the same row of `free` (same key), then padding."""
+    for r in range(out.tokens.shape[0]):
+        n = int(out.lengths[r])
+        np.testing.assert_array_equal(out.tokens[r, :n], free.tokens[r, :n], err_msg=f"row {r}")
+        np.testing.assert_allclose(
+            out.logprobs[r, :n], free.logprobs[r, :n], rtol=0, atol=1e-6, err_msg=f"row {r}"
+        )
+        np.testing.assert_array_equal(out.mask[r], np.arange(MAX_NEW) < n)
+        assert np.all(out.tokens[r, n:] == PAD) and np.all(out.logprobs[r, n:] == 0.0)
+
+
+def test_row_capacities_hand_cases():
+    assert sampler.row_capacities(16, 8) == (16, 8)
+    assert sampler.row_capacities(16, 2) == (16, 8, 4, 2)
+    assert sampler.row_capacities(12, 8) == (12,)  # 6 rows would be fewer than 8
+    assert sampler.row_capacities(7, 2) == (7, 4, 2)  # halves round up
+    assert sampler.row_capacities(16, 0) == (16,)  # 0: compaction off
+    assert sampler.row_capacities(16, 16) == (16,)
+    assert sampler.row_capacities(3, 8) == (3,)  # fewer rows than min_rows
+
+
+def test_row_capacities_down_to_one_row():
+    # ⌈1/2⌉ = 1 >= min_rows=1 once looped forever; the alarm turns a hang into a failure.
+    def too_slow(signum, frame):
+        raise TimeoutError("row_capacities(rows, 1) did not return")
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    try:
+        assert sampler.row_capacities(5, 1) == (5, 3, 2, 1)
+        assert sampler.row_capacities(1, 1) == (1,)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_compaction_does_not_change_outputs(model, tail_eos, tail, monkeypatch):
+    # Not vacuous: one decode loop per capacity, over 16, 8, 4 and 2 rows (the
+    # loops' `alive` flags)...
+    again, jaxpr = _generate_traced(
+        monkeypatch,
+        model,
+        eos_ids=(tail_eos,),
+        max_new_tokens_per_row=TAIL_BUDGETS,
+        compact_min_rows=2,
+        **TAIL,
+    )
+    loops = [e for e in _equations(jaxpr) if e.primitive.name == "while"]
+    alive = [v.aval.shape for e in loops for v in e.outvars if v.aval.dtype == np.bool_]
+    assert alive == [(16,), (8,), (4,), (2,)]
+    np.testing.assert_array_equal(again.tokens, tail.tokens)  # same key, same output
+    np.testing.assert_array_equal(again.logprobs, tail.logprobs)
+    # ...and each of them ran: after s steps, (lengths > s) rows are still running;
+    # the decode loop moves to the next capacity once they fit, and must then run
+    # another step.
+    for capacity in (8, 4, 2):
+        steps = np.flatnonzero([np.sum(tail.lengths > s) <= capacity for s in range(MAX_NEW)])
+        assert steps.size and steps[0] < tail.lengths.max(), f"never decoded in {capacity}"
+    # EOS ended rows before their budgets (rows of all lengths, compacted or not).
+    ended_by_eos = tail.lengths < TAIL_BUDGETS
+    assert ended_by_eos.sum() >= 3
+    assert np.all(
+        tail.tokens[np.flatnonzero(ended_by_eos), tail.lengths[ended_by_eos] - 1] == tail_eos
+    )
+    assert np.all(tail.lengths <= TAIL_BUDGETS)
+    uncompacted = _tail_with_eos(model, tail_eos, compact_min_rows=0)
+    np.testing.assert_array_equal(tail.tokens, uncompacted.tokens)
+    np.testing.assert_array_equal(tail.logprobs, uncompacted.logprobs)
+    np.testing.assert_array_equal(tail.mask, uncompacted.mask)
+    np.testing.assert_array_equal(tail.lengths, uncompacted.lengths)
+
+
+def test_compacted_rows_are_prefixes_of_the_full_rows(model, tail, tail_free):
+    # Row r's token at step t is drawn with fold_in(fold_in(rng, t), r): ending
+    # other rows, and moving this one to another batch slot, does not change it.
+    _assert_prefixes(tail, tail_free)
+    # ...and the log-probs are still the model's (the compacted KV cache is right).
+    hf, _, _ = model
+    for (r, tokens, logprobs), logits in zip(
+        _completion_rows(tail), _teacher_forced_logits(hf, tail, TAIL_PROMPTS), strict=True
+    ):
+        expected = log_softmax(logits, -1)[np.arange(len(tokens)), tokens]
+        np.testing.assert_allclose(
+            logprobs, expected, atol=logprob_atol(logits), err_msg=f"row {r}"
+        )
+
+
+def test_per_row_budgets_without_eos_set_the_lengths(model, tail_free):
+    out = _generate(model, compact_min_rows=0, max_new_tokens_per_row=TAIL_BUDGETS, **TAIL)
+    np.testing.assert_array_equal(out.lengths, TAIL_BUDGETS)
+    _assert_prefixes(out, tail_free)
+    # A budget of max_new_tokens for every row is the same as no budgets.
+    full = _generate(
+        model, compact_min_rows=0, max_new_tokens_per_row=np.full(TAIL_ROWS, MAX_NEW), **TAIL
+    )
+    np.testing.assert_array_equal(full.tokens, tail_free.tokens)
+    np.testing.assert_array_equal(full.logprobs, tail_free.logprobs)
+
+
+def test_compaction_and_budgets_reuse_the_compiled_sampler(model, tail_eos, tail):
+    # `tail` compiled these settings; prompts (in the 16 bucket), keys, budgets and
+    # so where the batch is compacted are all traced values.
+    compiled = sampler._generate_jit._cache_size()
+    rng = np.random.default_rng(0)
+    cases = (
+        (TAIL_PROMPTS[::-1], np.ones(TAIL_ROWS, int)),  # every row ends after one step
+        ([[3] * 16, [4], [5, 6], [7] * 9], np.full(TAIL_ROWS, MAX_NEW)),
+        ([[9, 8, 7]] * 4, rng.integers(1, MAX_NEW + 1, TAIL_ROWS)),
+    )
+    for seed, (prompts, budgets) in enumerate(cases):
+        out = _generate(
+            model,
+            **dict(TAIL, prompts=prompts, rng=jax.random.key(100 + seed)),
+            eos_ids=(tail_eos,),
+            max_new_tokens_per_row=budgets,
+            compact_min_rows=2,
+        )
+        assert np.all(out.lengths <= budgets) and np.all(out.lengths >= 1)
+    assert sampler._generate_jit._cache_size() == compiled
+
+
 # --- buckets --------------------------------------------------------------------
 
 
@@ -316,6 +538,12 @@ def test_lengths_in_one_bucket_reuse_the_compiled_sampler(model):
 # --- bad input ------------------------------------------------------------------
 
 
+def test_default_cache_block_fits_any_completion_bucket(model, stops, greedy):
+    # A completion bucket that is not a power of two, and no cache_block given.
+    out = _generate(model, temperature=0.0, eos_ids=stops, completion_buckets=(24,))
+    np.testing.assert_array_equal(out.tokens, greedy.tokens)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -336,6 +564,38 @@ def test_lengths_in_one_bucket_reuse_the_compiled_sampler(model):
         (dict(eos_ids=(70,)), r"eos_ids contains 70"),
         (dict(stop_ids=(-1,)), r"stop_ids contains -1"),
         (dict(pad_id=64), r"pad_id contains 64"),
+        (dict(cache_block=5), r"cache_block=5 must divide the completion bucket 16"),
+        (dict(cache_block=32), r"cache_block=32 must divide the completion bucket 16"),
+        (
+            dict(max_new_tokens=20, cache_block=12),
+            r"cache_block=12 must divide the completion bucket 32",
+        ),
+        (dict(cache_block=0), r"cache_block=0"),
+        (dict(compact_min_rows=-1), r"compact_min_rows=-1 must be >= 0"),
+        (
+            dict(max_new_tokens_per_row=[4, 4]),
+            r"max_new_tokens_per_row has shape \(2,\); expected \(3,\)",
+        ),
+        (
+            dict(n=2, max_new_tokens_per_row=[4, 4, 4]),
+            r"max_new_tokens_per_row has shape \(3,\); expected \(6,\)",
+        ),
+        (
+            dict(max_new_tokens_per_row=[[4, 4, 4]]),
+            r"max_new_tokens_per_row has shape \(1, 3\)",
+        ),
+        (
+            dict(max_new_tokens_per_row=[4, 0, 4]),
+            r"max_new_tokens_per_row must lie in \[1, max_new_tokens=12\], got \[0, 4\]",
+        ),
+        (
+            dict(max_new_tokens_per_row=[4, 13, 4]),
+            r"max_new_tokens_per_row must lie in \[1, max_new_tokens=12\], got \[4, 13\]",
+        ),
+        (
+            dict(max_new_tokens_per_row=[4, 1.5, 4]),
+            r"max_new_tokens_per_row must hold integers, not float64",
+        ),
     ],
 )
 def test_bad_input_names_the_value(model, kwargs, match):

@@ -244,3 +244,56 @@ def test_kl_in_the_loss_without_beta_input_is_named():
     totals = dict(num_tokens=jnp.float32(13.0), num_seqs=jnp.float32(3.0))
     with pytest.raises(KeyError, match="kl_coef"):
         jax.eval_shape(functools.partial(loss, rng=None, totals=totals), params, mb)
+
+
+# ------------------------------------------------------------------ old log-probs in the update
+
+
+def test_old_logprobs_from_the_update_equal_a_separate_pass():
+    # One update per rollout: leaving old_logprobs out of the minibatch makes the
+    # loss use its own forward pass (held constant) as the behaviour policy. Value,
+    # gradient and metrics equal those with the old log-probs computed beforehand.
+    params = {"policy": models.init_params(CONFIG, jax.random.key(0))}
+    mb = _minibatch()
+    mb.pop("ref_logprobs")
+    logp, entropy = forward.completion_logprobs(
+        POLICY, params["policy"], mb["prompt_tokens"], mb["prompt_mask"], mb["tokens"], mb["mask"]
+    )
+    mb["rollout_logprobs"] = logp + 0.3 * mb["mask"]
+    separate = dict(mb, old_logprobs=logp)
+    in_step = {k: v for k, v in mb.items() if k != "old_logprobs"}
+    totals = dict(num_tokens=jnp.float32(mb["mask"].sum()), num_seqs=jnp.float32(3.0))
+    loss = _loss(kl_placement="none", entropy_coef=0.01)
+    grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    (la, ma), ga = grad(params, separate, None, totals)
+    (lb, mb_), gb = grad(params, in_step, None, totals)
+    np.testing.assert_allclose(la, lb, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(ga), jax.tree.leaves(gb), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    for key in ma:
+        np.testing.assert_allclose(ma[key], mb_[key], rtol=1e-5, atol=1e-7, err_msg=key)
+    # The metrics of the skipped pass come from the update instead.
+    mask = np.asarray(mb["mask"])
+    np.testing.assert_allclose(mb_["rollout/logp_gap_mean"], 0.3, rtol=1e-5)
+    np.testing.assert_allclose(
+        mb_["rollout/entropy"], (np.asarray(entropy) * mask).sum() / mask.sum(), rtol=1e-5
+    )
+    assert "rollout/entropy" not in ma
+
+
+def test_trainer_skips_the_old_logprob_pass_only_for_one_update_per_rollout(tmp_path):
+    def trainer(**updates):
+        c = grpo_arithmetic.get_config("runlocal=True")
+        c.updates.update(updates)
+        c.kl.coef = 0.0
+        return rl.RLTrainer(c, str(tmp_path / str(sorted(updates.items()))))
+
+    calls = []
+    one = trainer(epochs=1, minibatches=1)
+    assert one.old_logprobs_in_update
+    for t in (one, trainer(epochs=2, minibatches=1)):
+        t._logprob_fn = lambda *a, fn=t._logprob_fn: calls.append(1) or fn(*a)
+        metrics = t.train_step()
+        assert {"rollout/logp_gap_mean", "rollout/entropy"} <= set(metrics)
+        assert metrics["rollout/logp_gap_mean"] < 1e-4  # sampler and trainer agree
+    assert len(calls) == 1  # only the two-epoch trainer ran the separate pass
