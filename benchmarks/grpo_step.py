@@ -16,6 +16,14 @@ TRL, rewardjax, TRL, ... for `--repeats` rounds, and each side's figure is
 the median of its runs' mean seconds per iteration. The load average at
 start and end is in the JSON line printed last, which carries
 "speedup_vs_trl" and "loaded" (true: the machine was busy, do not report).
+
+Phases (`rewardjax_phases_s`, `trl_phases_s`: seconds per iteration, median
+over repeats) come from timing each side's own methods in place. rewardjax:
+rollout (sampling, device work included), decode_text, grade, prepare (old
+log-probs where needed, advantages), update (the jitted step), other. TRL:
+rollout (`_generate`), grade (`_calculate_rewards`), prepare (the rest of
+`_generate_and_score_completions`), loss_forward (`compute_loss`),
+backward_and_optimizer (the rest of the step).
 """
 
 from __future__ import annotations
@@ -87,6 +95,33 @@ def build_checkpoint(path: str, hidden: int, layers: int) -> None:
     char_tokenizer_json(path)
 
 
+class Phases:
+    """Seconds spent in chosen methods, per timed iteration (methods wrapped in place)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.on = False
+
+    def wrap(self, obj, name: str, label: str, sync=None) -> None:
+        fn = getattr(obj, name)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            if sync is not None:
+                sync(out)
+            if self.on:
+                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - start
+            return out
+
+        setattr(obj, name, timed)
+
+    def per_iteration(self, total: float, iterations: int) -> dict[str, float]:
+        out = {k: round(v / iterations, 4) for k, v in self.seconds.items()}
+        out["other"] = round(total - sum(out.values()), 4)
+        return out
+
+
 def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
     import jax
 
@@ -104,8 +139,17 @@ def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
     c.steps = args.steps + 1
     workdir = tempfile.mkdtemp(prefix="bench_rj_")
     trainer = rl.RLTrainer(c, workdir)
+    # Phases (synchronised, so each holds its device work): sampling, text and
+    # grading, old log-probs and advantages, the update step.
+    phases = Phases()
+    phases.wrap(trainer, "_generate", "rollout", jax.block_until_ready)
+    phases.wrap(rl, "decode_completions", "decode_text")
+    phases.wrap(trainer, "rewards", "grade")
+    phases.wrap(trainer, "prepare", "prepare", jax.block_until_ready)
+    phases.wrap(trainer, "update", "update", jax.block_until_ready)
     trainer.train_step()  # compile
     jax.block_until_ready(trainer.state.params)
+    phases.on = True
     times = []
     tokens = 0.0
     for _ in range(args.steps):
@@ -114,7 +158,11 @@ def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
         jax.block_until_ready(trainer.state.params)
         times.append(time.perf_counter() - t0)
         tokens += metrics["rollout/tokens"]
-    return sum(times) / len(times), {"completion_tokens_per_step": tokens / args.steps}
+    seconds = sum(times) / len(times)
+    return seconds, {
+        "completion_tokens_per_step": tokens / args.steps,
+        "phases": phases.per_iteration(seconds, args.steps),
+    }
 
 
 def trl_seconds(model_dir: str, args, *, threads: int | None = None) -> tuple[float, dict]:
@@ -151,6 +199,7 @@ def trl_seconds(model_dir: str, args, *, threads: int | None = None) -> tuple[fl
             self.times.append(time.perf_counter() - self._t0)
 
     timer = Timer()
+    phases = Phases()
     config = GRPOConfig(
         output_dir=tempfile.mkdtemp(prefix="bench_trl_"),
         use_cpu=True,
@@ -177,9 +226,27 @@ def trl_seconds(model_dir: str, args, *, threads: int | None = None) -> tuple[fl
         processing_class=tokenizer,
         callbacks=[timer],
     )
+    # Phases: generation (HF generate), grading, the rest of preparing the batch
+    # (tokenising, log-probs where needed, advantages), the loss forward; what
+    # remains of a step is the backward pass and the optimizer.
+    phases.wrap(trainer, "_generate", "rollout")
+    phases.wrap(trainer, "_calculate_rewards", "grade")
+    phases.wrap(trainer, "_generate_and_score_completions", "prepare_all")
+    phases.wrap(trainer, "compute_loss", "loss_forward")
+
+    class StartPhases(TrainerCallback):
+        def on_step_end(self, a, state, control, **kw):
+            phases.on = True
+
+    trainer.add_callback(StartPhases())
     trainer.train()
     steady = timer.times[1:]
-    return sum(steady) / len(steady), {"torch_threads": torch.get_num_threads()}
+    seconds = sum(steady) / len(steady)
+    per = phases.per_iteration(seconds, len(steady))
+    # prepare_all holds rollout and grade: keep only its remainder, and count it once.
+    per["backward_and_optimizer"] = round(per.pop("other") + per["rollout"] + per["grade"], 4)
+    per["prepare"] = round(per.pop("prepare_all") - per["rollout"] - per["grade"], 4)
+    return seconds, {"torch_threads": torch.get_num_threads(), "phases": per}
 
 
 def main():
@@ -201,18 +268,24 @@ def main():
     threads = method.best_threads(lambda n: trl_seconds(model_dir, probe_args, threads=n)[0])
     print(f"trl: best torch threads {threads}", flush=True)
     info: dict = {}
+    phases: dict[str, list[dict]] = {"rewardjax": [], "trl": []}
 
     def ours() -> float:
         seconds, extra = rewardjax_seconds(model_dir, args)
+        phases["rewardjax"].append(extra.pop("phases"))
         info.update(extra)
-        print(f"rewardjax: {seconds:.3f} s/iteration", flush=True)
+        print(f"rewardjax: {seconds:.3f} s/iteration {phases['rewardjax'][-1]}", flush=True)
         return seconds
 
     def theirs() -> float:
         seconds, extra = trl_seconds(model_dir, args, threads=threads)
+        phases["trl"].append(extra.pop("phases"))
         info.update(extra)
-        print(f"trl:       {seconds:.3f} s/iteration", flush=True)
+        print(f"trl:       {seconds:.3f} s/iteration {phases['trl'][-1]}", flush=True)
         return seconds
+
+    def median_phases(runs: list[dict]) -> dict[str, float]:
+        return {k: round(method.summarize([r[k] for r in runs])["median"], 4) for k in runs[0]}
 
     samples = method.interleave({"rewardjax": ours, "trl": theirs}, repeats=args.repeats)
     line = method.report(
@@ -228,6 +301,8 @@ def main():
         max_new_tokens=args.new_tokens,
         hidden=args.hidden,
         layers=args.layers,
+        rewardjax_phases_s=median_phases(phases["rewardjax"]),
+        trl_phases_s=median_phases(phases["trl"]),
         **info,
     )
     print(json.dumps(line))

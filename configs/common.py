@@ -91,8 +91,19 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     c.model = model_block()
     c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
     # Completions per prompt: the group the advantage is relative to.
+    # cache_block: a decode step reads the KV cache up to the filled length
+    # rounded up to a multiple of it (0: the sampler's default, an eighth of the
+    # completion bucket); compact_min_rows: finished rows leave the decode batch
+    # (halving it) down to this many rows (0: never). Neither changes samples.
     c.rollout = dict(
-        prompts_per_step=16, group_size=8, max_new_tokens=48, temperature=1.0, top_p=1.0, top_k=0
+        prompts_per_step=16,
+        group_size=8,
+        max_new_tokens=48,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        cache_block=0,
+        compact_min_rows=8,
     )
     c.advantage = dict(name="grpo_group_norm", kwargs=dict(eps=1e-6))
     # loss.kwargs: the registered loss's keyword-only hyperparameters, checked

@@ -50,6 +50,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "rollout.temperature": _number(0.0, open_low=True),
     "rollout.top_p": _number(0.0, 1.0, open_low=True),
     "rollout.top_k": _int_at_least(0),
+    "rollout.cache_block": _int_at_least(0),
+    "rollout.compact_min_rows": _int_at_least(0),
     "updates.epochs": _int_at_least(1),
     "updates.minibatches": _int_at_least(1),
     "updates.forward_chunk": _int_at_least(1),

@@ -62,6 +62,12 @@ class RLTrainer(Trainer):
                 f"updates.minibatches={c.updates.minibatches}"
             )
         self.use_kl = check_kl_config(c.kl.placement, c.kl.coef, c.kl.adaptive)
+        completion_bucket = sampling.bucket(c.rollout.max_new_tokens, sampling.DEFAULT_BUCKETS)
+        if c.rollout.cache_block and completion_bucket % c.rollout.cache_block:
+            raise ValueError(
+                f"rollout.cache_block={c.rollout.cache_block} must divide the completion "
+                f"bucket {completion_bucket} of rollout.max_new_tokens={c.rollout.max_new_tokens}"
+            )
         # One update per rollout (one epoch, one minibatch) is taken at the rollout
         # policy itself: its old log-probs are the update's own forward pass
         # (rl_loss), not a second pass over the batch. The KL terms read them
@@ -163,6 +169,8 @@ class RLTrainer(Trainer):
             eos_ids=self.tokenizer.stop_ids,
             pad_id=self.tokenizer.pad_id,
             cache_sharding=self._cache_sharding,
+            cache_block=c.rollout.cache_block or None,
+            compact_min_rows=c.rollout.compact_min_rows,
         )
         return tokens, mask, out
 

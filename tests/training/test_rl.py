@@ -423,3 +423,25 @@ def test_batch_must_split_into_microbatches(tmp_path):
         ValueError, match=r"^a batch of 16 rows does not split into microbatches=3$"
     ):
         rl.RLTrainer(c, str(tmp_path))
+
+
+def test_sampler_settings_from_the_config(tmp_path, monkeypatch):
+    # rollout.cache_block and rollout.compact_min_rows reach the sampler; a block
+    # that does not divide the completion bucket fails when the trainer starts.
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.rollout.cache_block = 5
+    with pytest.raises(ValueError, match=r"rollout.cache_block=5 must divide the completion"):
+        rl.RLTrainer(c, str(tmp_path / "bad"))
+    c.rollout.cache_block = 4
+    c.rollout.compact_min_rows = 2
+    trainer = rl.RLTrainer(c, str(tmp_path / "good"))
+    seen = {}
+    real = sampling.generate
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "generate", spy)
+    trainer.collect()
+    assert seen["cache_block"] == 4 and seen["compact_min_rows"] == 2
