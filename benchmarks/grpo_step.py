@@ -130,6 +130,8 @@ def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
 
     c = grpo_arithmetic.get_config(f"model_path={model_dir}")
     c.model.tokenizer = model_dir
+    if args.remat:
+        c.model.remat = args.remat
     c.rollout.prompts_per_step = args.prompts
     c.rollout.group_size = args.group
     c.rollout.max_new_tokens = args.new_tokens
@@ -260,6 +262,9 @@ def main():
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--remat", default="", help="rewardjax model.remat (default: the config's, 'none')"
+    )
     args = parser.parse_args()
     start = method.machine_load()
     model_dir = os.path.join(tempfile.mkdtemp(prefix="bench_grpo_"), "model")
@@ -301,6 +306,7 @@ def main():
         max_new_tokens=args.new_tokens,
         hidden=args.hidden,
         layers=args.layers,
+        remat=args.remat or "none",
         rewardjax_phases_s=median_phases(phases["rewardjax"]),
         trl_phases_s=median_phases(phases["trl"]),
         **info,
