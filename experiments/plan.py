@@ -3,12 +3,18 @@ r"""Memory plan: compile the sharded update step ahead of time and print bytes p
 Nothing is allocated: parameters, optimizer state and the batch are abstract
 shapes (`jax.eval_shape`), the step is lowered and compiled for a mesh of fake
 CPU devices, and XLA's memory analysis of the compiled step gives the
-activations and temporaries per device.
+activations and temporaries per device. With the grpo objective the RL loop's
+sampler is planned too (a second table): its KV cache and peak predicted
+analytically, next to the compiled sampler's bytes (an RL --config's rollout
+block, or --batch rows as --group_size samples of --max_new_tokens tokens per
+prompt of --prompt_len tokens).
 
   python -m experiments.plan                                   # the real presets, mesh 1,8,1
   python -m experiments.plan --preset qwen2.5-1.5b --mesh 1,64,1 --batch 64 --seq_len 2048
   python -m experiments.plan --preset llama-3.2-1b --mesh 2,2,2 --objective grpo --remat full
   python -m experiments.plan --config configs/grpo_arithmetic.py --mesh 1,64,1 --seq_len 1024
+  python -m experiments.plan --preset qwen2.5-0.5b --objective grpo --batch 128 --group_size 8 \
+      --prompt_len 256 --max_new_tokens 1024
 
 The figures come from XLA's CPU compiler; TPU and GPU compilers fuse
 differently, so read them as an estimate (typically within tens of percent for
@@ -93,6 +99,21 @@ _DTYPE = flags.DEFINE_string("dtype", "", "Compute dtype (empty: preset / config
 _PARAM_DTYPE = flags.DEFINE_string("param_dtype", "", "Parameter dtype (empty: preset / config).")
 _REMAT = flags.DEFINE_string("remat", "", "none | full | dots (empty: preset / config).")
 _LOGPROB_IMPL = flags.DEFINE_string("logprob_impl", "auto", "Token log-prob kernel choice.")
+_SAMPLER = flags.DEFINE_bool(
+    "sampler", True, "With --objective grpo, also plan the sampler (--nosampler: skip it)."
+)
+_MAX_NEW_TOKENS = flags.DEFINE_integer(
+    "max_new_tokens",
+    0,
+    "Sampler completion budget (0: an RL config's rollout.max_new_tokens, else seq_len - "
+    "prompt_len).",
+)
+_GROUP_SIZE = flags.DEFINE_integer(
+    "group_size",
+    0,
+    "Sampler samples per prompt (0: an RL config's rollout.group_size, else gcd(batch, 8)); "
+    "without an RL config the prompts are batch / group_size.",
+)
 
 
 def main(argv):
@@ -113,6 +134,9 @@ def main(argv):
             param_dtype=_PARAM_DTYPE.value,
             remat=_REMAT.value,
             logprob_impl=_LOGPROB_IMPL.value,
+            max_new_tokens=_MAX_NEW_TOKENS.value,
+            group_size=_GROUP_SIZE.value,
+            sampler=_SAMPLER.value,
         )
     except PlanError as e:
         raise app.UsageError(str(e)) from None

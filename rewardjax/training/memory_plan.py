@@ -15,6 +15,17 @@ blocks when a config is given.
   )
   print(format_plan_table([row]))
 
+`plan_sampler` does the same for the RL loop's sampler (`sampling.generate`:
+prefill, KV cache repeated to P·n rows, decode loops compacting finished
+rows): it compiles `_generate_jit` on abstract inputs and sets XLA's figure
+next to an analytic prediction (KV cache and the largest phase's
+temporaries), so a rollout's memory can be checked against what the plan
+predicts:
+
+  s = plan_sampler(models.preset("qwen2.5-0.5b"), mesh=mesh, prompts=16, samples=8,
+                   prompt_len=256, max_new_tokens=1024)
+  print(format_sampler_table([s]))
+
 `experiments/plan.py` is the command line (`print_memory_plan`). The figures
 come from the compiler of the mesh's devices; XLA's CPU compiler (fake CPU
 devices) fuses differently from the TPU and GPU compilers, so read its
@@ -25,6 +36,7 @@ re-export it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -45,8 +57,18 @@ from rewardjax.parallel.rules import (
     batch_sharding,
     check_batch,
     jit_step,
+    kv_cache_sharding,
+    param_shardings,
     replicated,
     state_shardings,
+)
+from rewardjax.sampling.sampler import (
+    DEFAULT_BUCKETS,
+    SamplingParams,
+    _generate_jit,
+    bucket,
+    default_cache_block,
+    row_capacities,
 )
 from rewardjax.training.kinds.sft import make_sft_loss
 from rewardjax.training.optim import make_optimizer
@@ -60,7 +82,10 @@ __all__ = [
     "abstract_batch",
     "bytes_per_device",
     "format_plan_table",
+    "format_sampler_table",
+    "kv_cache_bytes",
     "plan_memory",
+    "plan_sampler",
     "plan_update_step",
     "print_memory_plan",
     "resolve_model_config",
@@ -342,6 +367,251 @@ def plan_update_step(
     )
 
 
+def kv_cache_bytes(
+    cfg: models.ModelConfig, rows: int, slots: int, *, row_shards: int = 1, head_shards: int = 1
+) -> int:
+    """Bytes of one device's part of `init_cache(cfg, rows, slots)`.
+
+    Keys [L, rows, K, Dh, S] and values [L, rows, K, S, Dh] in the model dtype;
+    rows split `row_shards` ways and KV heads `head_shards` ways (rounded up, as
+    an uneven split pads).
+    """
+    return (
+        2
+        * cfg.num_layers
+        * -(-rows // row_shards)
+        * -(-cfg.num_kv_heads // head_shards)
+        * cfg.resolved_head_dim
+        * slots
+        * np.dtype(cfg.jnp_dtype).itemsize
+    )
+
+
+def _mesh_split(mesh: Mesh, entry: Any) -> int:
+    axes = () if entry is None else (entry,) if isinstance(entry, str) else tuple(entry)
+    return math.prod(mesh.shape[a] for a in axes)
+
+
+def plan_sampler(
+    cfg: models.ModelConfig,
+    *,
+    name: str = "",
+    mesh: Mesh | None = None,
+    prompts: int,
+    samples: int,
+    prompt_len: int,
+    max_new_tokens: int,
+    compact_min_rows: int = 8,
+    cache_block: int = 0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> dict[str, Any]:
+    """The sampler's bytes per device: an analytic prediction and the compiled figure.
+
+    Plans `sampling.generate` as the RL trainer calls it: `prompts` prompts of
+    `prompt_len` tokens, `samples` completions each of up to `max_new_tokens`.
+    Lengths are rounded up to the sampler's buckets (prompt bucket Lp,
+    completion bucket T, cache slots S = Lp + T); the decode batch starts at
+    B = prompts × samples rows and halves down to `compact_min_rows`
+    (`row_capacities`).
+
+    Prediction, per device (rows and KV heads divided as the trainer shards
+    the cache on a mesh of more than one device; kv(r) = `kv_cache_bytes` of
+    r rows × S slots; f32 = 4 bytes; H heads, K KV heads of width Dh, D
+    hidden, I MLP width, V vocabulary, L layers):
+
+      params
+      + inputs and outputs: prompts 2·P·Lp·4, budgets 4·B, tokens, log-probs
+        and mask [B, T] 12·B·T
+      + weight copies (whole, float32 wide): 2 of one layer's weights and 2
+        of the LM head V·D (3 when the compute dtype is not the parameter's)
+      + the largest of the phases
+        prefill:  kv(P) + kv(P) of Lp slots + scores, masked scores and
+                  probabilities 3·P·H·Lp²·f32 + hidden states
+                  P·Lp·(2·D + 3·I)·f32 + logits P·V·f32
+        repeat:   kv(P) (when n > 1) + kv(B) + logits B·V·f32
+        compact:  kv(c) + kv(c') + logits (c + c')·V·f32, c → c' each
+                  halving of `capacities`
+        decode:   kv(c) + one layer's keys and values read whole
+                  2·c·K·Dh·S·f32 + scores 3·c·H·S·f32 + logits k·c·V·f32
+                  (k = 4, 7 with top-k / top-p), at each capacity c.
+
+    The compiled figure lowers and compiles `_generate_jit` on abstract
+    inputs with the static arguments `generate` passes and reads XLA's memory
+    analysis: arguments + outputs − aliased + temporaries.
+
+    Args:
+      cfg: the policy's model config.
+      name: the model's name in the result.
+      mesh: the trainer's mesh (parameters sharded by the rules, the KV cache
+        by `kv_cache_sharding` when it has more than one device), or None for
+        one device.
+      prompts, samples: P prompts per rollout, n samples per prompt.
+      prompt_len: prompt tokens (the longest prompt of a rollout).
+      max_new_tokens: the completion budget.
+      compact_min_rows, cache_block, temperature, top_k, top_p: as in
+        `sampling.generate` (cache_block 0: its default).
+
+    Returns:
+      {model, mesh, prompts, samples, rows, prompt_bucket, completion_bucket,
+      slots, capacities, cache_block, dtype, params_bytes, weight_copy_bytes,
+      kv_cache_bytes (B rows), io_bytes, phase_bytes (each phase's own
+      bytes), predicted_bytes, argument_bytes, output_bytes, alias_bytes,
+      temp_bytes, compiled_bytes}, bytes per device. The prediction counts
+      the copies XLA's CPU compiler makes (it widens bfloat16 products to
+      float32); GPU and TPU compilers fuse differently (not measured there).
+    """
+    if prompts < 1 or samples < 1:
+        raise PlanError(f"prompts={prompts} and samples={samples} must be >= 1")
+    if compact_min_rows < 0:
+        raise PlanError(f"compact_min_rows={compact_min_rows} must be >= 0")
+    if prompt_len < 1 or max_new_tokens < 1:
+        raise PlanError(
+            f"--prompt_len={prompt_len} and --max_new_tokens={max_new_tokens} must be >= 1"
+        )
+    if prompt_len + max_new_tokens > cfg.max_position_embeddings:
+        raise PlanError(
+            f"--prompt_len={prompt_len} + --max_new_tokens={max_new_tokens} exceeds the "
+            f"model's {cfg.max_position_embeddings} positions"
+        )
+    lp = bucket(prompt_len, DEFAULT_BUCKETS)
+    t = bucket(max_new_tokens, DEFAULT_BUCKETS)
+    slots = lp + t
+    block = cache_block or default_cache_block(t)
+    if t % block:
+        raise PlanError(f"cache_block={block} must divide the completion bucket {t}")
+    rows = prompts * samples
+
+    abstract_params = jax.eval_shape(lambda k: models.init_params(cfg, k), jax.random.key(0))
+    if mesh is None:
+        p_shardings = rep = cache_sharding = None
+        row_shards = head_shards = 1
+    else:
+        p_shardings = param_shardings(models.logical_axes(cfg), mesh, shapes=abstract_params)
+        rep = replicated(mesh)
+        # As the RL trainer: the cache is sharded only on a mesh of several devices.
+        cache_sharding = kv_cache_sharding(mesh) if mesh.devices.size > 1 else None
+        spec = tuple(cache_sharding.spec) if cache_sharding is not None else ()
+        row_shards = _mesh_split(mesh, spec[1]) if len(spec) > 1 else 1
+        head_shards = _mesh_split(mesh, spec[2]) if len(spec) > 2 else 1
+    # As `generate`: no compaction on a sharded cache.
+    capacities = row_capacities(rows, compact_min_rows if cache_sharding is None else 0)
+
+    def on_device(tree: Any, shardings: Any) -> int:
+        if shardings is None:
+            return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree)))
+        return bytes_per_device(tree, shardings)
+
+    params = on_device(abstract_params, p_shardings)
+    # Weight copies, counted whole (a mesh gathers sharded weights for each
+    # product) and float32 wide (the CPU compiler widens bfloat16 operands of a
+    # product): the layer scan slices one layer's weights out of the stack (two
+    # such slices live at once), and the logits products of the prefill and of
+    # the decode loop each read a (transposed or gathered) copy of the LM head
+    # [D, V] hoisted out of the loop, plus a converted one when the compute
+    # dtype is not the parameter dtype.
+    layer_elements = sum(x.size for x in jax.tree.leaves(abstract_params["layers"]))
+    head_copies = 2 if cfg.dtype == cfg.param_dtype else 3
+    weight_copies = (
+        2 * layer_elements // cfg.num_layers + head_copies * cfg.vocab_size * cfg.hidden_size
+    ) * 4
+
+    def kv(r: int, s: int = slots) -> int:
+        return kv_cache_bytes(cfg, r, s, row_shards=row_shards, head_shards=head_shards)
+
+    def per_device(r: int) -> int:
+        return -(-r // row_shards)
+
+    f32 = 4
+    heads, vocab, kv_width = cfg.num_heads, cfg.vocab_size, cfg.resolved_head_dim
+    kv_width *= -(-cfg.num_kv_heads // head_shards)
+    p_dev = per_device(prompts)
+    # Logits [c, V] float32: the carried ones, the new ones, the log-probs and the
+    # sampling noise; top-k / top-p add the sorted logits, their softmax and cumsum.
+    logit_copies = 7 if (top_k > 0 or top_p < 1.0) else 4
+    phases = dict(
+        # The prompt cache, the prompt's keys and values before they are written,
+        # scores, masked scores and probabilities [P, H, Lp, Lp], the MLP's
+        # hidden states and the last position's logits.
+        prefill=kv(prompts)
+        + kv(prompts, lp)
+        + 3 * p_dev * heads * lp * lp * f32
+        + p_dev * lp * (2 * cfg.hidden_size + 3 * cfg.intermediate_size) * f32
+        + p_dev * vocab * f32,
+        # The prompt cache and its copy to P·n rows.
+        repeat=(kv(prompts) if samples > 1 else 0) + kv(rows) + per_device(rows) * vocab * f32,
+        # The cache at capacity c gathered into the one at c' = c / 2.
+        compact=max(
+            [
+                kv(c) + kv(c2) + (per_device(c) + per_device(c2)) * vocab * f32
+                for c, c2 in itertools.pairwise(capacities)
+            ],
+            default=0,
+        ),
+        # The cache, one layer's keys and values read up to all S slots (float32
+        # wide at most), scores [c, H, S], logits.
+        decode=max(
+            kv(c)
+            + 2 * per_device(c) * kv_width * slots * f32
+            + 3 * per_device(c) * heads * slots * f32
+            + logit_copies * per_device(c) * vocab * f32
+            for c in capacities
+        ),
+    )
+    # Prompt tokens and mask [P, Lp], budgets [B]; tokens, log-probs, mask [B, T].
+    io = 2 * prompts * lp * 4 + rows * 4 + 12 * rows * t
+    predicted = params + io + weight_copies + max(phases.values())
+
+    i32 = lambda *s: jax.ShapeDtypeStruct(s, jnp.int32, sharding=rep)  # noqa: E731
+    args = (
+        _with_shardings(abstract_params, p_shardings) if mesh is not None else abstract_params,
+        i32(prompts, lp),
+        i32(prompts, lp),
+        jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=rep),
+        i32(rows),
+    )
+    lowered = _generate_jit.lower(
+        *args,
+        config=cfg,
+        n=samples,
+        completion_bucket=t,
+        sp=SamplingParams(temperature=float(temperature), top_k=int(top_k), top_p=float(top_p)),
+        cache_sharding=cache_sharding,
+        cache_block=block,
+        capacities=capacities,
+    )
+    memory = lowered.compile().memory_analysis()
+    arguments = int(memory.argument_size_in_bytes)
+    outputs = int(memory.output_size_in_bytes)
+    aliased = int(memory.alias_size_in_bytes)
+    temp = int(memory.temp_size_in_bytes)
+    return dict(
+        model=name,
+        mesh="-" if mesh is None else ",".join(str(mesh.shape[a]) for a in MESH_AXES),
+        prompts=prompts,
+        samples=samples,
+        rows=rows,
+        prompt_bucket=lp,
+        completion_bucket=t,
+        slots=slots,
+        capacities=list(capacities),
+        cache_block=block,
+        dtype=cfg.dtype,
+        params_bytes=params,
+        weight_copy_bytes=weight_copies,
+        kv_cache_bytes=kv(rows),
+        io_bytes=io,
+        phase_bytes=phases,
+        predicted_bytes=predicted,
+        argument_bytes=arguments,
+        output_bytes=outputs,
+        alias_bytes=aliased,
+        temp_bytes=temp,
+        compiled_bytes=arguments + outputs - aliased + temp,
+    )
+
+
 def _gib(n: int) -> str:
     return f"{n / 2**30:8.3f}"
 
@@ -367,6 +637,33 @@ def format_plan_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_sampler_table(rows: list[dict[str, Any]]) -> str:
+    """One line per `plan_sampler` result: model, mesh, shapes, GiB per device.
+
+    A row whose compiled bytes exceed the prediction ends in "over".
+    """
+    header = (
+        f"{'model':<14} {'mesh':<8} {'prompts×n':>9} {'prompt+new':>10} "
+        f"{'params':>8} {'kv':>8} {'predict':>8} {'compiled':>8}"
+    )
+    lines = [
+        "sampler: per-device GiB; kv = KV cache of prompts×n rows; predict = analytic peak; "
+        "compiled = XLA's arguments + outputs + temp",
+        header,
+        "-" * len(header),
+    ]
+    for r in rows:
+        over = "  over" if r["compiled_bytes"] > r["predicted_bytes"] else ""
+        lines.append(
+            f"{r['model']:<14} {r['mesh']:<8} "
+            f"{str(r['prompts']) + '×' + str(r['samples']):>9} "
+            f"{str(r['prompt_bucket']) + '+' + str(r['completion_bucket']):>10} "
+            f"{_gib(r['params_bytes'])} {_gib(r['kv_cache_bytes'])} "
+            f"{_gib(r['predicted_bytes'])} {_gib(r['compiled_bytes'])}{over}"
+        )
+    return "\n".join(lines)
+
+
 def plan_memory(
     *,
     config: Any = None,
@@ -382,8 +679,11 @@ def plan_memory(
     param_dtype: str = "",
     remat: str = "",
     logprob_impl: str = "auto",
+    max_new_tokens: int = 0,
+    group_size: int = 0,
+    sampler: bool = True,
 ) -> tuple[Mesh, list[dict[str, Any]]]:
-    """Plans the update step of each model on this process's devices; returns (mesh, results).
+    """Plans the update step (and for GRPO the sampler) of each model; returns (mesh, results).
 
     Args:
       config: an experiment config (its model, batch, optimizer and loss), or
@@ -396,10 +696,19 @@ def plan_memory(
       objective: "sft" or "grpo" (None: grpo for an RL config, else sft).
       dtype, param_dtype, remat: model overrides (empty: preset / config).
       logprob_impl: the token log-prob kernel choice.
+      max_new_tokens, group_size: the rollout the sampler is planned for: an
+        RL config's `rollout.max_new_tokens` and `group_size` (0: keep), else
+        (0:) seq_len − prompt_len tokens and gcd(batch, 8) samples per prompt.
+        The sampler's prompts are `prompt_len` tokens long.
+      sampler: with the grpo objective, also plan the sampler (`plan_sampler`):
+        an RL config's `rollout` block (prompts_per_step × group_size rows,
+        compaction, cache_block, temperature, top-k / top-p), else the batch's
+        rows as batch / group_size prompts.
 
     Returns:
-      The mesh and one `plan_update_step` result per model. Progress goes to
-      stderr.
+      The mesh and one `plan_update_step` result per model; for the grpo
+      objective each holds its rollout's `plan_sampler` result under
+      "sampler". Progress goes to stderr.
 
     Raises:
       PlanError: the device count, the batch split or the lengths do not fit.
@@ -436,16 +745,26 @@ def plan_memory(
             f"{batch_parallelism(the_mesh)} devices × {num_micro} micro-batches"
         )
     prompt_len = prompt_len or seq_len // 4
+    rollout = None
+    if objective == "grpo" and sampler:
+        rollout = _rollout_shape(config, rows, group_size, max_new_tokens, seq_len - prompt_len)
     results = []
     for name in names:
         cfg = resolve_model_config(
             name, model_block, dtype=dtype, param_dtype=param_dtype, remat=remat
         )
+        short = os.path.basename(name.rstrip("/")) or name
+        sampler_row = None
+        if rollout is not None:
+            print(f"compiling the sampler of {name} ...", file=sys.stderr, flush=True)
+            sampler_row = plan_sampler(
+                cfg, name=short, mesh=the_mesh, prompt_len=prompt_len, **rollout
+            )
         print(f"compiling the {objective} step of {name} ...", file=sys.stderr, flush=True)
         results.append(
             plan_update_step(
                 cfg,
-                name=os.path.basename(name.rstrip("/")) or name,
+                name=short,
                 mesh=the_mesh,
                 objective=objective,
                 rows=rows,
@@ -457,7 +776,37 @@ def plan_memory(
                 config=config,
             )
         )
+        if sampler_row is not None:
+            results[-1]["sampler"] = sampler_row
     return the_mesh, results
+
+
+def _rollout_shape(
+    config: Any, rows: int, group_size: int, max_new_tokens: int, completion_len: int
+) -> dict[str, Any]:
+    """`plan_sampler`'s rollout arguments: an RL config's `rollout` block, else `rows` rows.
+
+    `max_new_tokens` / `group_size` override (0: the config's, else
+    `completion_len` and gcd(rows, 8)).
+    """
+    if _is_rl(config):
+        r = config.rollout
+        return dict(
+            prompts=r.prompts_per_step,
+            samples=group_size or r.group_size,
+            max_new_tokens=max_new_tokens or r.max_new_tokens,
+            compact_min_rows=r.compact_min_rows,
+            cache_block=r.cache_block,
+            temperature=r.temperature,
+            top_k=r.top_k,
+            top_p=r.top_p,
+        )
+    samples = group_size or math.gcd(rows, 8)
+    if rows % samples:
+        raise PlanError(f"--group_size={samples} does not divide the batch of {rows} rows")
+    return dict(
+        prompts=rows // samples, samples=samples, max_new_tokens=max_new_tokens or completion_len
+    )
 
 
 def print_memory_plan(**kwargs: Any) -> list[dict[str, Any]]:
@@ -465,5 +814,8 @@ def print_memory_plan(**kwargs: Any) -> list[dict[str, Any]]:
     mesh, results = plan_memory(**kwargs)
     print(f"mesh {describe(mesh)}, platform {mesh.devices.flat[0].platform}")
     print(format_plan_table(results))
+    samplers = [r["sampler"] for r in results if "sampler" in r]
+    if samplers:
+        print(format_sampler_table(samplers))
     print(json.dumps({"plan": results}))
     return results

@@ -163,3 +163,112 @@ def test_format_plan_table():
         "0.500",
         "3.500",
     ]
+
+
+# ------------------------------------------------------------------ sampler
+
+
+def _sampler(prompts, samples, min_rows, max_new_tokens=490):
+    # prompt bucket 16 + completion bucket 512 = 528 cache slots: the KV cache
+    # (2 layers × 2 KV heads × 16 wide × 2 (keys, values) × 4 bytes = 512 bytes
+    # per row and slot) is most of the sampler's memory.
+    return memory_plan.plan_sampler(
+        models.preset("tiny"),
+        name="tiny",
+        prompts=prompts,
+        samples=samples,
+        prompt_len=10,
+        max_new_tokens=max_new_tokens,
+        compact_min_rows=min_rows,
+    )
+
+
+@pytest.mark.parametrize(
+    "prompts, samples, min_rows, capacities",
+    [(4, 4, 8, [16, 8]), (4, 4, 0, [16]), (2, 2, 8, [4])],
+    ids=["16_rows_compacted_to_8", "16_rows_uncompacted", "4_rows"],
+)
+def test_sampler_compiles_within_its_prediction(prompts, samples, min_rows, capacities):
+    r = _sampler(prompts, samples, min_rows)
+    assert (r["rows"], r["capacities"]) == (prompts * samples, capacities)
+    assert (r["prompt_bucket"], r["completion_bucket"], r["slots"]) == (16, 512, 528)
+    assert r["cache_block"] == 64  # generate's default: 512 / 8
+    assert r["kv_cache_bytes"] == prompts * samples * 528 * 512
+    assert r["params_bytes"] == 4 * TINY_PARAMS
+    assert r["compiled_bytes"] == (
+        r["argument_bytes"] + r["output_bytes"] - r["alias_bytes"] + r["temp_bytes"]
+    )
+    # The analytic peak bounds the compiled one, and closely: the cache is most
+    # of both, so a cache term off by 2× in either direction breaks one side.
+    assert r["compiled_bytes"] <= r["predicted_bytes"]
+    assert r["compiled_bytes"] >= 0.75 * r["predicted_bytes"]
+
+
+def test_kv_cache_bytes_are_init_caches_bytes():
+    for cfg in (models.preset("tiny"), models.preset("tiny", dtype="bfloat16")):
+        for rows, slots in ((1, 16), (12, 80), (16, 528)):
+            cache = jax.eval_shape(lambda r=rows, s=slots, c=cfg: models.init_cache(c, r, s))
+            nbytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(cache))
+            assert memory_plan.kv_cache_bytes(cfg, rows, slots) == nbytes
+            # One device's part: rows over the data axes, KV heads over tensor
+            # (rounded up when they do not divide).
+            assert memory_plan.kv_cache_bytes(cfg, rows, slots, head_shards=2) == nbytes // 2
+        assert memory_plan.kv_cache_bytes(cfg, 12, 80, row_shards=4) == (
+            memory_plan.kv_cache_bytes(cfg, 3, 80)
+        )
+        assert memory_plan.kv_cache_bytes(cfg, 12, 80, row_shards=8) == (
+            memory_plan.kv_cache_bytes(cfg, 2, 80)
+        )
+
+
+def test_sampler_rejects_lengths_past_the_positions():
+    with pytest.raises(memory_plan.PlanError, match="--max_new_tokens=600 exceeds"):
+        _sampler(1, 1, 0, max_new_tokens=600)
+
+
+def test_rollout_shape_of_a_preset_and_of_an_rl_config():
+    # Without an RL config: the batch's rows, gcd(rows, 8) samples per prompt.
+    assert memory_plan._rollout_shape(None, 16, 0, 0, 24) == dict(
+        prompts=2, samples=8, max_new_tokens=24
+    )
+    assert memory_plan._rollout_shape(None, 12, 3, 40, 24) == dict(
+        prompts=4, samples=3, max_new_tokens=40
+    )
+    with pytest.raises(memory_plan.PlanError, match="--group_size=5 does not divide"):
+        memory_plan._rollout_shape(None, 12, 5, 0, 24)
+    rl = grpo_arithmetic.get_config("runlocal=True")
+    rl.rollout.top_p = 0.9
+    shape = memory_plan._rollout_shape(rl, 999, 0, 0, 24)
+    assert shape == dict(
+        prompts=4,
+        samples=4,
+        max_new_tokens=32,
+        compact_min_rows=8,
+        cache_block=0,
+        temperature=1.0,
+        top_k=0,
+        top_p=0.9,
+    )
+    assert memory_plan._rollout_shape(rl, 999, 2, 64, 24)["max_new_tokens"] == 64
+
+
+def test_plan_memory_plans_the_sampler_of_a_grpo_config():
+    rl = grpo_arithmetic.get_config("runlocal=True")
+    _, (row,) = memory_plan.plan_memory(config=rl, mesh="1,1,1", seq_len=48, prompt_len=16)
+    s = row["sampler"]
+    assert (s["model"], s["mesh"], s["prompts"], s["samples"]) == ("tiny", "1,1,1", 4, 4)
+    assert (s["completion_bucket"], s["capacities"]) == (32, [16, 8])
+    assert s["compiled_bytes"] <= s["predicted_bytes"]
+    lines = memory_plan.format_sampler_table([s]).splitlines()
+    assert lines[0].startswith("sampler: per-device GiB")
+    assert lines[1].split() == [
+        "model",
+        "mesh",
+        "prompts×n",
+        "prompt+new",
+        "params",
+        "kv",
+        "predict",
+        "compiled",
+    ]
+    assert lines[3].split()[:4] == ["tiny", "1,1,1", "4×4", "16+32"]
