@@ -195,8 +195,9 @@ def main() -> None:
                     eos_token_id=EOS_ID,
                     pad_token_id=0,
                 )
-            completion = out[:, args.prompt :].numpy()
-            return np.where(completion == EOS_ID, 1, completion != 0).sum(1)
+            # Each row ends with the EOS forced at its length (a sampled id may be 0,
+            # the pad id, so padding does not mark the end).
+            return (out[:, args.prompt :].numpy() == EOS_ID).argmax(1) + 1
 
         return run
 

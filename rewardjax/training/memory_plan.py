@@ -414,7 +414,7 @@ def plan_sampler(
     Lengths are rounded up to the sampler's buckets (prompt bucket Lp,
     completion bucket T, cache slots S = Lp + T); the decode batch starts at
     B = prompts × samples rows and halves down to `compact_min_rows`
-    (`row_capacities`).
+    (`row_capacities`; not on a sharded cache, as in `generate`).
 
     Prediction, per device (rows and KV heads divided as the trainer shards
     the cache on a mesh of more than one device; kv(r) = `kv_cache_bytes` of
