@@ -31,7 +31,8 @@ hf, new, ... for `--repeats` rounds, after one untimed (compiling) run each;
 figures are medians. `useful_tokens_per_s` counts the tokens the RL workload
 asks for over the new engine's median time. `decode_ratio_1024_vs_64` is the
 cost of one cached decode step with 1,024 tokens in the cache over one with 64
-(`benchmarks/sampler.py`'s measurement, on this model). JSON line last.
+(`benchmarks/sampler.py`'s measurement, on this model: its bytes, weights
+against cache, set the ratio to expect). JSON line last.
 """
 
 from __future__ import annotations
