@@ -47,7 +47,7 @@ import time
 import jax
 import numpy as np
 
-from rewardjax.models import ModelConfig, init_params, save_hf
+from rewardjax.models import save_hf
 from rewardjax.sampling import generate
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -95,20 +95,7 @@ def _timed(fn):
 def main() -> None:
     args = _parse_args()
     start_load = method.machine_load()
-    config = ModelConfig(
-        family="qwen2",
-        vocab_size=args.vocab,
-        hidden_size=args.hidden,
-        intermediate_size=args.intermediate,
-        num_layers=args.layers,
-        num_heads=args.heads,
-        num_kv_heads=args.kv_heads,
-        qkv_bias=True,
-        tie_word_embeddings=True,
-        rope_theta=1e6,
-        max_position_embeddings=max(4096, args.prompt + args.cap),
-    )
-    params = jax.jit(init_params, static_argnums=0)(config, jax.random.key(args.seed))
+    config, params = sampler_bench.qwen2_model(args, args.prompt + args.cap)
     rng = np.random.default_rng(args.seed)
     rows = args.prompts * args.samples
     lengths = np.exp(np.log(args.median) + args.sigma * rng.standard_normal(rows))

@@ -126,6 +126,24 @@ def _decode_loop(config, params, *, batch: int, depth: int, steps: int):
     return run
 
 
+def qwen2_model(args: argparse.Namespace, max_length: int):
+    """A Qwen2-style config of the sizes in `args` and random parameters (seed args.seed)."""
+    config = ModelConfig(
+        family="qwen2",
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_layers=args.layers,
+        num_heads=args.heads,
+        num_kv_heads=args.kv_heads,
+        qkv_bias=True,
+        tie_word_embeddings=True,
+        rope_theta=1e6,
+        max_position_embeddings=max(4096, max_length),
+    )
+    return config, jax.jit(init_params, static_argnums=0)(config, jax.random.key(args.seed))
+
+
 def _interleaved_median(fns: dict, repeats: int) -> dict:
     """Median time of each function, runs interleaved so load drift hits all alike."""
 
@@ -144,20 +162,7 @@ def _interleaved_median(fns: dict, repeats: int) -> dict:
 def main() -> None:
     args = _parse_args()
     start_load = method.machine_load()
-    config = ModelConfig(
-        family="qwen2",
-        vocab_size=args.vocab,
-        hidden_size=args.hidden,
-        intermediate_size=args.intermediate,
-        num_layers=args.layers,
-        num_heads=args.heads,
-        num_kv_heads=args.kv_heads,
-        qkv_bias=True,
-        tie_word_embeddings=True,
-        rope_theta=1e6,
-        max_position_embeddings=max(4096, args.prompt + args.new_tokens),
-    )
-    params = jax.jit(init_params, static_argnums=0)(config, jax.random.key(args.seed))
+    config, params = qwen2_model(args, args.prompt + args.new_tokens)
     rng = np.random.default_rng(args.seed)
     # Ids from 1 up: 0 is the pad id; there is no EOS, so rows never stop early.
     prompts = rng.integers(1, args.vocab, (args.batch, args.prompt)).astype(np.int32)

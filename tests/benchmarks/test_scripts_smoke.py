@@ -62,3 +62,21 @@ def test_soak_records_the_load():
     assert line["bench"] == "soak" and line["steps"] == 2
     assert line["rss_end_mb"] > 0 and line["recompiled"] is False
     assert_load_recorded(line)
+
+
+def test_rollout_reports_the_issue_keys():
+    # The script itself asserts that every engine emitted the imposed row lengths.
+    line = last_line(
+        "rollout.py",
+        *("--prompts", "2", "--samples", "2", "--cap", "32", "--median", "8"),
+        *("--uniform-new-tokens", "16", "--repeats", "1", "--layers", "2", "--vocab", "512"),
+    )
+    assert line["bench"] == "rollout" and line["repeats"] == 1
+    for key in ("speedup_vs_previous", "speedup_vs_hf", "decode_ratio_1024_vs_64"):
+        assert line[key] > 0, key
+    assert line["speedup_vs_tunix"] is None
+    assert line["useful_tokens_per_s"] > 0 and line["rl_rows"] == 4
+    assert line["rl_useful_tokens"] >= 4 and line["rl_length_max"] <= 32
+    # Greedy and without early stops, the new path decodes what the previous one did.
+    assert line["uniform_new_equals_previous"] is True
+    assert_load_recorded(line)
