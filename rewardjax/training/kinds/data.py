@@ -122,7 +122,9 @@ def train_pairs(data_cfg, task, *, seed: int, model_config, params, tokenizer) -
         problems,
         rng=jax.random.key(seed),
         n=data_cfg.policy_samples,
-        max_new_tokens=data_cfg.completion_length,
+        # A sample cut at the budget is encoded with an EOS it never emitted:
+        # one token is kept free for it (a 24-token sample encoded to 25 tokens).
+        max_new_tokens=max(1, data_cfg.completion_length - 1),
         temperature=data_cfg.policy_temperature,
         batch_prompts=min(len(problems), 64),
     )
