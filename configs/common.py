@@ -147,6 +147,9 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
         shuffle=True,
         # Rows per forward pass when recomputing old / reference log-probs.
         forward_chunk=128,
+        # Run each prompt once per group of G samples, not G times (its keys and
+        # values serve the group); minibatches then hold whole groups.
+        shared_prompt=True,
     )
     # Gradient-accumulation steps per update (a minibatch's rows must divide by it).
     c.microbatches = 1

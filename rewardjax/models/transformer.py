@@ -83,7 +83,8 @@ def _attend_cached(
     mask: Array,  # [B, T, S] bool over all cache slots (this call's included)
     cache: tuple[Array, Array],  # all layers: [L, B, K, Dh, S], [L, B, K, S, Dh]
     layer: Array,  # this layer's index into the cache
-    cache_index: Array,  # slots [0, cache_index) are cached; this call's start there
+    cache_index: Array | int | None,  # slots [0, cache_index) are cached; this call's
+    # start there (None: after the whole cache, a static length)
     scale: float,
     block: int,
 ) -> Array:
@@ -97,6 +98,8 @@ def _attend_cached(
     cached and new scores is taken without concatenating them.
     """
     k_all, v_all = cache
+    if cache_index is None:  # the cache holds exactly a prefix: read all of it
+        cache_index = k_all.shape[-1]
     batch, length, kv_heads, groups, head_dim = q.shape
     rows = groups * length
     dtype = q.dtype
@@ -140,7 +143,9 @@ def _attend_cached(
         return attend
 
     limits = cache_read_limits(mask.shape[3], block)
-    if len(limits) == 1:
+    if isinstance(cache_index, int):  # a static start (a shared prefix): read exactly it
+        out = read(cache_index)(q, new_scores, v, mask)
+    elif len(limits) == 1:
         out = read(limits[0])(q, new_scores, v, mask)
     else:
         branch = jnp.clip((cache_index + block - 1) // block - 1, 0, len(limits) - 1)
@@ -237,7 +242,8 @@ class Attention(nn.Module):
         positions: Array,  # [B, T] int32 RoPE positions
         mask: Array,  # [B, T, S] bool: query t may attend key slot s
         cache: tuple[Array, Array] | None,  # all layers' (keys, values) or None
-        cache_index: Array | int,  # first cache slot of this call's tokens
+        cache_index: Array | int | None,  # first cache slot of this call's tokens (None:
+        # the slot after the whole cache, whose length is static)
     ) -> tuple[Array, tuple[Array, Array] | None]:
         """Returns (output [B, T, D], this call's new (keys, values) [B, T, K, Dh] or None).
 
@@ -274,11 +280,14 @@ class Attention(nn.Module):
         q = q.reshape(batch, length, kv_heads, heads // kv_heads, head_dim)
         scale = head_dim**-0.5
         new_kv = None if cache is None else (k, v)
-        if cache is not None and not (isinstance(cache_index, int) and cache_index == 0):
+        # Nothing cached to read: no cache, a prefill at slot 0, or a cache of no
+        # slots (`prefix_states`: the layers only return their keys and values).
+        nothing_cached = cache is None or cache[0].shape[-1] == 0
+        nothing_cached |= isinstance(cache_index, int) and cache_index == 0
+        if not nothing_cached:
             block = self.cache_block or mask.shape[2]
             out = _attend_cached(q, k, v, mask, cache, layer, cache_index, scale, block)
         else:
-            # No cache, or a prefill at slot 0: nothing cached to read.
             mask = mask[:, :, :length] if cache is not None else mask
             scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32)
             scores = jnp.where(mask[:, None, None], scores * scale, _MASK_VALUE)
@@ -478,6 +487,41 @@ class Decoder(nn.Module):
     def apply_heads(self, hidden: Array):
         """Head outputs from hidden states [B, T, D]."""
         return self._heads(hidden)
+
+    def prefix_states(
+        self,
+        tokens: Array,  # [P, L] int32, left-padded
+        attention_mask: Array,  # [P, L]
+    ) -> tuple[Array, KVCache]:
+        """Runs a prefix once: (final-normed hidden [P, L, D], its keys and values, L slots).
+
+        The cache feeds `extend_hidden`, which runs rows that continue the
+        prefix without recomputing it (e.g. the G completions of one prompt).
+        """
+        positions = default_positions(attention_mask)
+        length = tokens.shape[1]
+        causal = jnp.tril(jnp.ones((length, length), bool))
+        mask = causal[None] & (attention_mask[:, None, :] > 0)
+        # A cache at slot 0 is never read: a placeholder makes the layers return their keys.
+        placeholder = (jnp.zeros((0,), self.config.jnp_dtype),) * 2
+        hidden, new_kv = self._backbone(tokens, positions, mask, placeholder, None)
+        k, v = new_kv  # [num_layers, P, L, K, Dh]
+        return hidden, KVCache(k.transpose(0, 1, 3, 4, 2), v.swapaxes(2, 3))
+
+    def extend_hidden(
+        self,
+        tokens: Array,  # [B, T] int32 continuing a prefix
+        positions: Array,  # [B, T] RoPE positions
+        slot_mask: Array,  # [B, S + T]: 1 on the prefix's real slots and on real tokens
+        prefix: KVCache,  # [num_layers, B, ..., S slots] (from `prefix_states`, per row)
+    ) -> Array:
+        """Final-normed hidden states [B, T] of tokens after a cached prefix (cache not written)."""
+        slots, length = prefix.k.shape[-1], tokens.shape[1]
+        query_slot = slots + jnp.arange(length)
+        causal = jnp.arange(slots + length)[None, :] <= query_slot[:, None]  # [T, S + T]
+        mask = causal[None] & (slot_mask[:, None, :] > 0)
+        hidden, _ = self._backbone(tokens, positions, mask, (prefix.k, prefix.v), None)
+        return hidden
 
     def decode(
         self,

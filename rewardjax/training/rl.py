@@ -62,6 +62,9 @@ class RLTrainer(Trainer):
                 f"updates.minibatches={c.updates.minibatches}"
             )
         self.use_kl = check_kl_config(c.kl.placement, c.kl.coef, c.kl.adaptive)
+        # With updates.shared_prompt, forward passes see whole groups in order.
+        self.prompt_group = self.group_size if c.updates.shared_prompt else 1
+        self._check_prompt_groups()
         completion_bucket = sampling.bucket(c.rollout.max_new_tokens, sampling.DEFAULT_BUCKETS)
         if c.rollout.cache_block and completion_bucket % c.rollout.cache_block:
             raise ValueError(
@@ -123,6 +126,7 @@ class RLTrainer(Trainer):
                 self.policy,
                 temperature=c.rollout.temperature,
                 impl=c.logprob_impl,
+                group_size=self.prompt_group,
             ),
             out_shardings=batch_sharding,
         )
@@ -137,6 +141,26 @@ class RLTrainer(Trainer):
             parallel.kv_cache_sharding(self.mesh) if self.mesh.devices.size > 1 else None
         )
         self.restore()
+
+    def _check_prompt_groups(self) -> None:
+        """With a shared prompt, every forward pass must hold whole groups (error at start)."""
+        c, g = self.config, self.prompt_group
+        if g == 1:
+            return
+        minibatch = self.rows // c.updates.minibatches
+        passes = {
+            "updates.minibatches": minibatch,
+            "updates.forward_chunk": min(c.updates.forward_chunk, self.rows),
+        }
+        if c.microbatches >= 1 and minibatch % c.microbatches == 0:  # else compile_step says so
+            passes["microbatches"] = minibatch // c.microbatches
+        for key, rows in passes.items():
+            if rows % g:
+                raise ValueError(
+                    f"updates.shared_prompt runs each prompt once per group of "
+                    f"rollout.group_size={g} rows, but {key} gives passes of {rows} rows: "
+                    f"make them a multiple of {g}, or set updates.shared_prompt=False"
+                )
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -362,11 +386,14 @@ class RLTrainer(Trainer):
         update_metrics = []
         for _ in range(c.updates.epochs):
             perm_key = self.next_key()
+            # Shuffling moves whole groups when forward passes share prompts.
+            units = self.rows // self.prompt_group
             order = (
-                np.asarray(jax.random.permutation(perm_key, self.rows))
+                np.asarray(jax.random.permutation(perm_key, units))
                 if c.updates.shuffle
-                else np.arange(self.rows)
+                else np.arange(units)
             )
+            order = (order[:, None] * self.prompt_group + np.arange(self.prompt_group)).ravel()
             for m in range(c.updates.minibatches):
                 idx = order[m * minibatch : (m + 1) * minibatch]
                 mb = {k: v[idx] for k, v in device.items()}

@@ -185,6 +185,7 @@ def rl_loss_from_config(
         value_coef=c.critic.coef,
         value_clip=c.critic.clip,
         logprob_impl=logprob_impl,
+        group_size=c.rollout.group_size if c.updates.shared_prompt else 1,
     )
 
 
@@ -202,6 +203,7 @@ def make_rl_loss(
     value_coef: float,
     value_clip: float | None,
     logprob_impl: str = "auto",
+    group_size: int = 1,
 ):
     """The RL loss `(params, minibatch, rng, totals) -> (loss, metrics)`.
 
@@ -217,6 +219,10 @@ def make_rl_loss(
     policy term, the KL-in-loss term and the entropy bonus. Its `impl`
     (loss.kwargs.impl, "auto" by default) is resolved here, once: `ppo_clip`
     runs as one fused kernel pass where that applies (`policy_loss_impl`).
+
+    group_size > 1: a minibatch's rows come in groups of that many consecutive
+    rows with one prompt, and the policy runs each prompt once
+    (`forward.shared_prompt_hidden`).
     """
     if kl_placement not in KL_PLACEMENTS:
         raise ValueError(f"kl.placement={kl_placement!r}; known: {', '.join(KL_PLACEMENTS)}")
@@ -260,6 +266,7 @@ def make_rl_loss(
             mb["mask"],
             temperature=temperature,
             impl=logprob_impl,
+            group_size=group_size,
         )
         mask = mb["mask"]
         counts = dict(num_tokens=totals["num_tokens"], num_seqs=totals["num_seqs"])

@@ -15,6 +15,8 @@ from rewardjax.registry import REWARDS
 from rewardjax.rewards.base import register_reward
 from rewardjax.tokenizers import CharTokenizer
 from rewardjax.training import rl
+from rewardjax.training.rl_loss import rl_loss_from_config
+from rewardjax.training.step import batch_totals
 
 
 def _finite_metrics(path):
@@ -445,3 +447,46 @@ def test_sampler_settings_from_the_config(tmp_path, monkeypatch):
     monkeypatch.setattr(sampling, "generate", spy)
     trainer.collect()
     assert seen["cache_block"] == 4 and seen["compact_min_rows"] == 2
+
+
+def test_shared_prompt_update_equals_per_row_update(tmp_path):
+    """updates.shared_prompt (each prompt run once per group) gives the same loss and gradient."""
+
+    def trainer(shared, path):
+        c = grpo_arithmetic.get_config("runlocal=True")
+        c.updates.shared_prompt = shared
+        c.updates.shuffle = False
+        c.log.samples_every = 0
+        c.lock()
+        return rl.RLTrainer(c, str(path))
+
+    shared, per_row = trainer(True, tmp_path / "a"), trainer(False, tmp_path / "b")
+    assert shared.prompt_group == 4 and per_row.prompt_group == 1
+    batch, _, _ = shared.collect()
+    # Rewards with variance in every group, so that the loss has a gradient.
+    batch["rewards"] = np.random.default_rng(0).normal(size=16).astype(np.float32)
+    params = jax.tree.map(np.asarray, shared.state.params)  # the update donates the state
+
+    def value_and_grad(t, device):
+        loss = rl_loss_from_config(t.config, t.policy, None, logprob_impl=t.config.logprob_impl)
+        totals = batch_totals(device)
+        return jax.value_and_grad(lambda p: loss(p, device, None, totals)[0])(params)
+
+    out = []
+    for t in (shared, per_row):
+        device, _ = t.prepare(batch)
+        value, grad = value_and_grad(t, device)
+        out.append((float(value), grad))
+        assert float(t.update(device, {"kl_coef": 0.0})["grad_norm"]) > 0
+    assert out[0][0] == pytest.approx(out[1][0], abs=1e-6)
+    for a, b in zip(jax.tree.leaves(out[0][1]), jax.tree.leaves(out[1][1])):
+        np.testing.assert_allclose(a, b, atol=1e-4 * float(np.max(np.abs(b))) + 1e-9)
+
+
+def test_shared_prompt_needs_passes_of_whole_groups(tmp_path):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.updates.minibatches = 8  # 16 rows: minibatches of 2 rows split groups of 4
+    with pytest.raises(ValueError, match=r"updates.minibatches gives passes of 2 rows"):
+        rl.RLTrainer(c, str(tmp_path))
+    c.updates.shared_prompt = False
+    rl.RLTrainer(c, str(tmp_path / "b"))
