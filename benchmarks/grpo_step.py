@@ -11,7 +11,8 @@ with the arithmetic task's checker, and take one policy update (PPO clip,
 warm-up) iteration of each run.
 
 Method (`benchmarks/method.py`): TRL first gets its best torch thread count
-(1 or 2, probed with a short run); then the sides run in turn, rewardjax,
+(1 or 2) and gradient-checkpointing setting (on, its default, or off), probed
+with short runs; then the sides run in turn, rewardjax,
 TRL, rewardjax, TRL, ... for `--repeats` rounds, and each side's figure is
 the median of its runs' mean seconds per iteration. The load average at
 start and end is in the JSON line printed last, which carries
@@ -162,12 +163,15 @@ def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
         tokens += metrics["rollout/tokens"]
     seconds = sum(times) / len(times)
     return seconds, {
+        "remat": c.model.remat,
         "completion_tokens_per_step": tokens / args.steps,
         "phases": phases.per_iteration(seconds, args.steps),
     }
 
 
-def trl_seconds(model_dir: str, args, *, threads: int | None = None) -> tuple[float, dict]:
+def trl_seconds(
+    model_dir: str, args, *, threads: int | None = None, checkpointing: bool = True
+) -> tuple[float, dict]:
     import torch
 
     if threads is not None:
@@ -218,6 +222,7 @@ def trl_seconds(model_dir: str, args, *, threads: int | None = None) -> tuple[fl
         report_to="none",
         dataloader_num_workers=0,
         seed=0,
+        gradient_checkpointing=checkpointing,  # TRL's default is True
     )
     model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
     trainer = GRPOTrainer(
@@ -262,16 +267,18 @@ def main():
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--remat", default="", help="rewardjax model.remat (default: the config's, 'none')"
-    )
+    parser.add_argument("--remat", default="", help="rewardjax model.remat (default: the config's)")
     args = parser.parse_args()
     start = method.machine_load()
     model_dir = os.path.join(tempfile.mkdtemp(prefix="bench_grpo_"), "model")
     build_checkpoint(model_dir, args.hidden, args.layers)
     probe_args = argparse.Namespace(**{**vars(args), "steps": 2})
-    threads = method.best_threads(lambda n: trl_seconds(model_dir, probe_args, threads=n)[0])
-    print(f"trl: best torch threads {threads}", flush=True)
+    # TRL's best of torch threads × gradient checkpointing (on by default in GRPOConfig).
+    threads, checkpointing = method.best_setting(
+        lambda s: trl_seconds(model_dir, probe_args, threads=s[0], checkpointing=s[1])[0],
+        [(n, gc) for n in (1, 2) for gc in (True, False)],
+    )
+    print(f"trl: best torch threads {threads}, gradient checkpointing {checkpointing}", flush=True)
     info: dict = {}
     phases: dict[str, list[dict]] = {"rewardjax": [], "trl": []}
 
@@ -283,7 +290,7 @@ def main():
         return seconds
 
     def theirs() -> float:
-        seconds, extra = trl_seconds(model_dir, args, threads=threads)
+        seconds, extra = trl_seconds(model_dir, args, threads=threads, checkpointing=checkpointing)
         phases["trl"].append(extra.pop("phases"))
         info.update(extra)
         print(f"trl:       {seconds:.3f} s/iteration {phases['trl'][-1]}", flush=True)
@@ -306,7 +313,7 @@ def main():
         max_new_tokens=args.new_tokens,
         hidden=args.hidden,
         layers=args.layers,
-        remat=args.remat or "none",
+        trl_gradient_checkpointing=checkpointing,
         rewardjax_phases_s=median_phases(phases["rewardjax"]),
         trl_phases_s=median_phases(phases["trl"]),
         **info,

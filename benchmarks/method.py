@@ -20,6 +20,7 @@ import os
 import platform
 import statistics
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 
 def machine_load() -> dict[str, float | int | str]:
@@ -62,7 +63,12 @@ def best_threads(probe: Callable[[int], float], options: Sequence[int] = (1, 2))
 
     Peers get their best setting: torch with 2 threads on 2 cores can lose to 1.
     """
-    times = {n: probe(n) for n in options}
+    return best_setting(probe, options)
+
+
+def best_setting(probe: Callable[[Any], float], options: Sequence[Any]) -> Any:
+    """The option whose probe (seconds, lower is better) is fastest (e.g. a peer's threads)."""
+    times = {option: probe(option) for option in options}
     return min(times, key=times.get)
 
 

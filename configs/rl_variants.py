@@ -24,12 +24,18 @@ VARIANTS = {
             name="gspo", aggregation="seq_mean_token_mean", kwargs=dict(clip_low=0.2, clip_high=0.2)
         )
     ),
-    "rloo": dict(advantage=dict(name="rloo", kwargs={})),
+    # RLOO and REINFORCE++ sum a k1 KL penalty into the reward (mechanisms.md §0):
+    # β = 0.05 as TRL's RLOO, 0.001 as OpenRLHF's REINFORCE++ examples.
+    "rloo": dict(
+        advantage=dict(name="rloo", kwargs={}),
+        kl=dict(placement="reward", coef=0.05, estimator="kl_k1"),
+    ),
     "reinforce_pp": dict(
         advantage=dict(name="reinforce_pp_baseline", kwargs={}),
         loss=dict(
             name="ppo_clip", aggregation="token_mean", kwargs=dict(clip_low=0.2, clip_high=0.2)
         ),
+        kl=dict(placement="reward", coef=0.001, estimator="kl_k1"),
     ),
     "cispo": dict(
         loss=dict(name="cispo", aggregation="token_mean", kwargs=dict(clip_low=0.2, clip_high=0.2))
@@ -50,7 +56,8 @@ def get_config(arg=None):
         raise ValueError(f"algo={arg.algo!r}; known: {', '.join(sorted(VARIANTS))}")
     c = grpo_arithmetic.get_config(f"runlocal={arg.runlocal},model_path={arg.model_path}")
     for key, value in VARIANTS[arg.algo].items():
-        c[key] = value
+        # The keys given replace the block's; its others (e.g. kl.adaptive) stay.
+        c[key] = {**c[key].to_dict(), **value}
     return c
 
 

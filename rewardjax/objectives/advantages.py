@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewardjax.objectives.aggregation import f32, masked_whiten, safe_denominator
-from rewardjax.registry import ADVANTAGES
+from rewardjax.registry import ADVANTAGES, CURATION
 from rewardjax.types import Array
 
 __all__ = [
@@ -630,7 +630,9 @@ def remax(
 _ZERO_VARIANCE_MODES = ("keep", "mask")
 
 
-@ADVANTAGES.register("zero_variance_policy")
+# A row-weight rule, not an advantage estimator: selecting it as `advantage.name`
+# would train with A ≡ 1, so it lives with the curation rules.
+@CURATION.register("zero_variance_policy")
 def zero_variance_policy(
     rewards: Array,  # [B]
     group_id: Array | None = None,  # [B]

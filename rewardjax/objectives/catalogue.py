@@ -14,6 +14,7 @@ import re
 import sys
 from typing import NamedTuple
 
+import rewardjax.data.curation  # noqa: F401  (registers the curation rules)
 import rewardjax.objectives  # noqa: F401  (registers every mechanism)
 from rewardjax import registry
 
@@ -27,6 +28,7 @@ SECTIONS: tuple[tuple[str, str, str], ...] = (
     ("SFT_LOSSES", "Supervised fine-tuning losses", "rewardjax.objectives.sft"),
     ("REWARD_MODEL_LOSSES", "Reward-model losses", "rewardjax.objectives.reward_modeling"),
     ("CREDIT_RULES", "Process-credit rules", "rewardjax.objectives.credit"),
+    ("CURATION", "Curation rules (groups kept, rows weighted)", "rewardjax.data.curation"),
 )
 
 _INTRO = """\

@@ -195,7 +195,9 @@ def _generate_jit(
     the loop goes on with the smaller batch; `rows` maps each batch slot to its
     output row, so outputs come back in the original order.
     """
-    model = build(config, cache_block=cache_block)
+    # Sampling never differentiates: remat would only turn the prefill's static
+    # slot 0 into a traced index (and the prefill into a cached-attention call).
+    model = build(config.replace(remat="none"), cache_block=cache_block)
     variables = {"params": params}
     num_prompts, prompt_len = prompt_tokens.shape
     batch = num_prompts * n

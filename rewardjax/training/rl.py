@@ -24,9 +24,9 @@ from rewardjax.data.curation import dynamic_sampling, pass_rate_filter
 from rewardjax.data.tasks.base import Problem
 from rewardjax.models import forward
 from rewardjax.objectives import aggregation as agg
-from rewardjax.objectives.advantages import outcome_to_token_rewards
+from rewardjax.objectives.advantages import outcome_to_token_rewards, zero_variance_policy
 from rewardjax.objectives.kl import kl_in_reward
-from rewardjax.registry import ADVANTAGES, KL_ESTIMATORS
+from rewardjax.registry import KL_ESTIMATORS
 from rewardjax.training.loop import Trainer, finite_or_none
 from rewardjax.training.prompts import PromptSource
 from rewardjax.training.rl_loss import (
@@ -34,6 +34,7 @@ from rewardjax.training.rl_loss import (
     check_kl_config,
     compute_advantages,
     rl_loss_from_config,
+    takes_valid,
 )
 from rewardjax.training.rl_rewards import RewardComputer
 from rewardjax.training.rollout import (
@@ -118,6 +119,7 @@ class RLTrainer(Trainer):
         )
         loss = rl_loss_from_config(c, self.policy, self.critic, logprob_impl=c.logprob_impl)
         self.advantage_estimator = advantage_estimator(c.advantage.name, c.advantage.kwargs)
+        self._check_group_rules()
         self.compile_step(loss, rows=self.rows // c.updates.minibatches)
         batch_sharding = parallel.batch_sharding(self.mesh)
         self._logprob_fn = jax.jit(
@@ -141,6 +143,22 @@ class RLTrainer(Trainer):
             parallel.kv_cache_sharding(self.mesh) if self.mesh.devices.size > 1 else None
         )
         self.restore()
+
+    def _check_group_rules(self) -> None:
+        """Rules over groups that this run's group size or estimator cannot serve (error at start)."""
+        c = self.config
+        if self.group_size == 1 and c.curation.zero_variance == "mask":
+            raise ValueError(
+                "curation.zero_variance='mask' drops groups whose rewards are all equal; with "
+                "rollout.group_size=1 every group is one row, so every row would be dropped"
+            )
+        self.exclude_unscorable = c.rewards.get("unscorable", "fallback") == "exclude"
+        if self.exclude_unscorable and not takes_valid(self.advantage_estimator):
+            raise ValueError(
+                f"rewards.unscorable='exclude' leaves unscorable rows out of their group's "
+                f"statistics, but advantage.name={c.advantage.name!r} takes no `valid` rows: "
+                "use a group estimator (grpo_group_norm, rloo, ...) or rewards.unscorable='fallback'"
+            )
 
     def _check_prompt_groups(self) -> None:
         """With a shared prompt, every forward pass must hold whole groups (error at start)."""
@@ -257,6 +275,8 @@ class RLTrainer(Trainer):
             )
             if "token_rewards" in info:  # [B, T] process rewards from a PRM source
                 arrays["token_rewards"] = info["token_rewards"]
+            if self.exclude_unscorable:  # [B] False: unscorable rows
+                arrays["valid"] = np.asarray(info["valid"], bool)
             generated_groups += want
             keep = np.ones(want, bool)
             if c.curation.dynamic_sampling:
@@ -345,6 +365,7 @@ class RLTrainer(Trainer):
         if self.critic is not None:
             values = self._chunked(self._value_fn, params["critic"], batch, keys)
             device["old_values"] = values
+        valid = jnp.asarray(batch["valid"], jnp.float32) if "valid" in batch else None
         advantages, returns = compute_advantages(
             self.advantage_estimator,
             rewards=rewards,
@@ -352,15 +373,19 @@ class RLTrainer(Trainer):
             group_size=self.group_size,
             token_rewards=token_rewards,
             values=values,
+            valid=valid,
         )
         device["advantages"] = advantages
-        row_weight, zv_metrics = ADVANTAGES.get("zero_variance_policy")(
-            rewards, group_size=self.group_size, mode=c.curation.zero_variance
-        )
-        if c.curation.zero_variance == "mask":
-            # Rows of zero-variance groups leave the loss and its normalisers.
-            device["mask"] = device["mask"] * row_weight[:, None]
-        metrics["rollout/zero_std_row_frac"] = zv_metrics["zero_std_frac"]
+        if valid is not None:
+            metrics["rollout/unscorable_frac"] = 1.0 - jnp.mean(valid)
+        if self.group_size > 1:  # a group of one row has no variance to speak of
+            row_weight, zv_metrics = zero_variance_policy(
+                rewards, group_size=self.group_size, valid=valid, mode=c.curation.zero_variance
+            )
+            if c.curation.zero_variance == "mask":
+                # Rows of zero-variance groups leave the loss and its normalisers.
+                device["mask"] = device["mask"] * row_weight[:, None]
+            metrics["rollout/zero_std_row_frac"] = zv_metrics["zero_std_frac"]
         if self.critic is not None:
             if returns is None:
                 raise ValueError(
@@ -368,8 +393,9 @@ class RLTrainer(Trainer):
                     f"(e.g. 'gae'), not {c.advantage.name!r}"
                 )
             device["returns"] = returns
-        group_rewards = np.asarray(batch["rewards"]).reshape(-1, self.group_size)
-        metrics["rollout/zero_std_group_frac"] = float(np.mean(group_rewards.std(axis=1) == 0))
+        if self.group_size > 1:
+            group_rewards = np.asarray(batch["rewards"]).reshape(-1, self.group_size)
+            metrics["rollout/zero_std_group_frac"] = float(np.mean(group_rewards.std(axis=1) == 0))
         metrics["advantage/mean"] = agg.masked_mean(advantages, mask)
         metrics["advantage/abs_max"] = jnp.max(jnp.abs(advantages))
         return device, metrics

@@ -117,16 +117,20 @@ def compute_advantages(
     token_rewards: Array | None = None,  # [B, T]
     values: Array | None = None,  # [B, T]
     baseline_rewards: Array | None = None,  # [B]
+    valid: Array | None = None,  # [B] 1.0 = scored
 ) -> tuple[Array, Array | None]:
     """Runs a bound estimator; returns (advantages [B, T], returns [B, T] or None).
 
     Estimators declare what they need by argument name (rewards, mask,
-    group_size, token_rewards, values, baseline_rewards); the rest is left out.
+    group_size, token_rewards, values, baseline_rewards, valid); the rest is
+    left out. Rows with valid = 0 (unscorable) get advantage 0; an estimator
+    that takes `valid` also leaves them out of its group statistics, and one
+    that does not is an error when some row is unscorable.
 
     Args:
       estimator: from `advantage_estimator`.
-      rewards, mask, group_size, token_rewards, values, baseline_rewards: the
-        inputs this run has (None: not available).
+      rewards, mask, group_size, token_rewards, values, baseline_rewards, valid:
+        the inputs this run has (None: not available).
     """
     if token_rewards is None:
         token_rewards = outcome_to_token_rewards(rewards, mask)
@@ -137,8 +141,15 @@ def compute_advantages(
         token_rewards=token_rewards,
         values=values,
         baseline_rewards=baseline_rewards,
+        valid=valid,
     )
     params = inspect.signature(estimator).parameters
+    if valid is not None and "valid" not in params:
+        name = getattr(estimator, "func", estimator).__name__
+        raise ValueError(
+            f"advantage estimator {name!r} cannot leave unscorable rows out of its statistics "
+            "(it takes no `valid`): use rewards.unscorable='fallback' or a group estimator"
+        )
     missing = [
         k
         for k, p in params.items()
@@ -155,7 +166,14 @@ def compute_advantages(
         out, returns = out
     if out.ndim == 1:
         out = broadcast_to_tokens(out, mask)
+    if valid is not None:
+        out = out * (valid > 0)[:, None]
     return out, returns
+
+
+def takes_valid(estimator: Callable) -> bool:
+    """Whether a bound estimator can leave unscorable rows out of its statistics."""
+    return "valid" in inspect.signature(estimator).parameters
 
 
 def _step_kl_coef(totals: Mapping[str, Array]) -> Array:

@@ -774,6 +774,8 @@ REGISTRIES = (
     "CREDIT_RULES",
 )
 ALL_NAMES = [(r, n) for r in REGISTRIES for n in getattr(registry, r).names()]
+# A row-weight rule registered with the curation rules, tested with the advantages.
+ALL_NAMES.append(("ADVANTAGES", "zero_variance_policy"))
 
 
 def _flatten(case: Case, out) -> tuple[list[tuple[str, jax.Array, int | None]], jax.Array]:

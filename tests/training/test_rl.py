@@ -262,11 +262,11 @@ PRESETS = {
     ),
     "rloo": (
         lambda: rl_variants.get_config("algo=rloo"),
-        ("rloo", "ppo_clip", 0.2, 0.2, "seq_mean_token_mean", None, None, None),
+        ("rloo", "ppo_clip", 0.2, 0.2, "seq_mean_token_mean", "reward", "kl_k1", 0.05),
     ),
     "reinforce_pp": (
         lambda: rl_variants.get_config("algo=reinforce_pp"),
-        ("reinforce_pp_baseline", "ppo_clip", 0.2, 0.2, "token_mean", None, None, None),
+        ("reinforce_pp_baseline", "ppo_clip", 0.2, 0.2, "token_mean", "reward", "kl_k1", 0.001),
     ),
 }
 

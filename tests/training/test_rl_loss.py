@@ -297,3 +297,55 @@ def test_trainer_skips_the_old_logprob_pass_only_for_one_update_per_rollout(tmp_
         assert {"rollout/logp_gap_mean", "rollout/entropy"} <= set(metrics)
         assert metrics["rollout/logp_gap_mean"] < 1e-4  # sampler and trainer agree
     assert len(calls) == 1  # only the two-epoch trainer ran the separate pass
+
+
+# ------------------------------------------------------------------ unscorable rows, registries
+
+
+def test_unscorable_rows_get_advantage_zero_and_leave_their_group_statistics():
+    estimator = rl_loss.advantage_estimator("grpo_group_norm", {"eps": 1e-6})
+    mask = jnp.ones((4, 2))
+    # Row 3 is unscorable (its placeholder reward 0 must not count).
+    rewards, valid = jnp.array([1.0, 0.0, 0.0, 0.0]), jnp.array([1.0, 1.0, 1.0, 0.0])
+    adv, _ = rl_loss.compute_advantages(
+        estimator, rewards=rewards, mask=mask, group_size=4, valid=valid
+    )
+    # The scored rows alone: mean 1/3, sample std of (1, 0, 0) = 0.57735.
+    scored, _ = rl_loss.compute_advantages(
+        estimator, rewards=rewards[:3], mask=mask[:3], group_size=3
+    )
+    np.testing.assert_allclose(adv[:3], scored, rtol=1e-5)
+    np.testing.assert_array_equal(adv[3], [0.0, 0.0])
+    with pytest.raises(ValueError, match=r"'reinforce_pp' cannot leave unscorable rows out"):
+        rl_loss.compute_advantages(
+            rl_loss.advantage_estimator("reinforce_pp", {}),
+            rewards=rewards,
+            mask=mask,
+            group_size=4,
+            valid=valid,
+        )
+
+
+def test_a_row_weight_rule_is_not_an_advantage_estimator(tmp_path):
+    # zero_variance_policy returns row weights; as advantage.name it trained with A ≡ 1.
+    assert "zero_variance_policy" in registry.CURATION.names()
+    with pytest.raises(KeyError, match=r"zero_variance_policy.*grpo_group_norm"):
+        rl_loss.advantage_estimator("zero_variance_policy", {})
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.advantage.name = "zero_variance_policy"
+    with pytest.raises(KeyError, match="zero_variance_policy"):
+        rl.RLTrainer(c, str(tmp_path))
+
+
+def test_groups_of_one_row_report_no_zero_variance_and_cannot_mask_it(tmp_path):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.rollout.group_size = 1
+    c.rollout.prompts_per_step = 8
+    c.advantage = dict(name="reinforce_pp", kwargs={})
+    c.curation.zero_variance = "mask"
+    with pytest.raises(ValueError, match=r"zero_variance='mask'.*group_size=1"):
+        rl.RLTrainer(c, str(tmp_path / "a"))
+    c.curation.zero_variance = "keep"
+    metrics = rl.RLTrainer(c, str(tmp_path / "b")).train_step()
+    # Every one-row group has zero variance: the fraction (1.0) said nothing.
+    assert not {"rollout/zero_std_row_frac", "rollout/zero_std_group_frac"} & set(metrics)
