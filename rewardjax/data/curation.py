@@ -52,6 +52,8 @@ def pass_rate_filter(
 ) -> np.ndarray:  # [P] bool
     """Keeps prompts whose pass rate is moderate: lo ≤ mean_g c_{p,g} ≤ hi (inclusive).
 
+      keep_p = [lo ≤ mean_g c_{p,g} ≤ hi] ∧ [no completion of p truncated] (filter_truncate)
+
     Groups with a truncated completion are dropped when `filter_truncate`; a
     group with no scorable completion is dropped. With oversampling (sample
     f·P prompts, then `select_groups(keep, P)`) this is PRIME's online filter.
@@ -89,6 +91,8 @@ def dynamic_sampling(
     hi: float | None = None,
 ) -> np.ndarray:  # [P] bool
     """Drops groups whose rewards cannot produce an advantage.
+
+      keep_p = [r_{p,g} not all equal];  with bounds: lo < mean_g r_{p,g} < hi
 
     Default: keep a group iff its scorable rewards are not all equal (non-zero
     variance; all-correct and all-wrong groups give zero group-relative
