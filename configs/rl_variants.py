@@ -2,7 +2,7 @@ r"""The GRPO family as config changes on one base: pick `algo=` on the command l
 
   python -m experiments.train --config configs/rl_variants.py:algo=gspo,model_path=/tmp/sft/hf --workdir /tmp/gspo
 
-algo: grpo | dr_grpo | gspo | rloo | reinforce_pp | cispo | gmpo (mechanisms.md §0-2).
+algo: grpo | dr_grpo | gspo | rloo | reinforce_pp | remax | cispo | gmpo (mechanisms.md §0-2).
 """
 
 from configs import common, grpo_arithmetic
@@ -35,6 +35,13 @@ VARIANTS = {
         loss=dict(
             name="ppo_clip", aggregation="token_mean", kwargs=dict(clip_low=0.2, clip_high=0.2)
         ),
+        kl=dict(placement="reward", coef=0.001, estimator="kl_k1"),
+    ),
+    # ReMax: the baseline is the reward of one greedy rollout per prompt (the
+    # trainer samples it when the estimator reads baseline_rewards); k1 KL in
+    # the reward, β = 0.001, as verl's ReMax example.
+    "remax": dict(
+        advantage=dict(name="remax", kwargs={}),
         kl=dict(placement="reward", coef=0.001, estimator="kl_k1"),
     ),
     "cispo": dict(

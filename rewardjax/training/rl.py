@@ -34,7 +34,7 @@ from rewardjax.training.rl_loss import (
     check_kl_config,
     compute_advantages,
     rl_loss_from_config,
-    takes_valid,
+    takes_input,
 )
 from rewardjax.training.rl_rewards import RewardComputer
 from rewardjax.training.rollout import (
@@ -152,8 +152,10 @@ class RLTrainer(Trainer):
                 "curation.zero_variance='mask' drops groups whose rewards are all equal; with "
                 "rollout.group_size=1 every group is one row, so every row would be dropped"
             )
+        # ReMax's baseline: the reward of one greedy rollout per prompt.
+        self.greedy_baseline = takes_input(self.advantage_estimator, "baseline_rewards")
         self.exclude_unscorable = c.rewards.get("unscorable", "fallback") == "exclude"
-        if self.exclude_unscorable and not takes_valid(self.advantage_estimator):
+        if self.exclude_unscorable and not takes_input(self.advantage_estimator, "valid"):
             raise ValueError(
                 f"rewards.unscorable='exclude' leaves unscorable rows out of their group's "
                 f"statistics, but advantage.name={c.advantage.name!r} takes no `valid` rows: "
@@ -195,7 +197,8 @@ class RLTrainer(Trainer):
 
     # ------------------------------------------------------------------ rollout
 
-    def _generate(self, problems, rng):
+    def _generate(self, problems, rng, *, greedy: bool = False):
+        """G samples per prompt, or with `greedy` one greedy completion per prompt."""
         c = self.config
         tokens, mask = encode_prompts(self.tokenizer, [p.prompt for p in problems])
         out = sampling.generate(
@@ -203,9 +206,9 @@ class RLTrainer(Trainer):
             self.state.params["policy"],
             (tokens, mask),
             rng=rng,
-            n=self.group_size,
+            n=1 if greedy else self.group_size,
             max_new_tokens=c.rollout.max_new_tokens,
-            temperature=c.rollout.temperature,
+            temperature=0.0 if greedy else c.rollout.temperature,
             top_p=c.rollout.top_p,
             top_k=c.rollout.top_k,
             eos_ids=self.tokenizer.stop_ids,
@@ -277,6 +280,8 @@ class RLTrainer(Trainer):
                 arrays["token_rewards"] = info["token_rewards"]
             if self.exclude_unscorable:  # [B] False: unscorable rows
                 arrays["valid"] = np.asarray(info["valid"], bool)
+            if self.greedy_baseline:  # [B] the greedy reward of each row's prompt
+                arrays["baseline_rewards"] = np.repeat(self._greedy_rewards(problems), g)
             generated_groups += want
             keep = np.ones(want, bool)
             if c.curation.dynamic_sampling:
@@ -310,6 +315,20 @@ class RLTrainer(Trainer):
             **{f"reward/{k}": v / rounds for k, v in reward_stats.items()},
         }
         return batch, problems, metrics
+
+    def _greedy_rewards(self, problems) -> np.ndarray:
+        """[P] rewards of one greedy completion per prompt, scored like the samples."""
+        _, _, out = self._generate(problems, self.next_key(), greedy=True)
+        out = parallel.gather_to_host(out)
+        texts = decode_completions(self.tokenizer, out.tokens, out.lengths)
+        scores, _ = self.rewards(
+            problems,
+            texts,
+            lengths=out.lengths,
+            truncated=truncated_rows(out, self.tokenizer.stop_ids),
+            tokens=out.tokens,
+        )
+        return np.asarray(scores, np.float32)
 
     # ------------------------------------------------------------------ one iteration
 
@@ -366,6 +385,10 @@ class RLTrainer(Trainer):
             values = self._chunked(self._value_fn, params["critic"], batch, keys)
             device["old_values"] = values
         valid = jnp.asarray(batch["valid"], jnp.float32) if "valid" in batch else None
+        baseline = batch.get("baseline_rewards")
+        if baseline is not None:
+            baseline = jnp.asarray(baseline)
+            metrics["rollout/greedy_reward_mean"] = jnp.mean(baseline)
         advantages, returns = compute_advantages(
             self.advantage_estimator,
             rewards=rewards,
@@ -374,6 +397,7 @@ class RLTrainer(Trainer):
             token_rewards=token_rewards,
             values=values,
             valid=valid,
+            baseline_rewards=baseline,
         )
         device["advantages"] = advantages
         if valid is not None:

@@ -171,9 +171,9 @@ def compute_advantages(
     return out, returns
 
 
-def takes_valid(estimator: Callable) -> bool:
-    """Whether a bound estimator can leave unscorable rows out of its statistics."""
-    return "valid" in inspect.signature(estimator).parameters
+def takes_input(estimator: Callable, name: str) -> bool:
+    """Whether a bound estimator reads the input `name` (e.g. "valid", "baseline_rewards")."""
+    return name in inspect.signature(estimator).parameters
 
 
 def _step_kl_coef(totals: Mapping[str, Array]) -> Array:

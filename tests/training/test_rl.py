@@ -39,6 +39,7 @@ def _finite_metrics(path):
         ("gspo", lambda: rl_variants.get_config("runlocal=True,algo=gspo")),
         ("rloo", lambda: rl_variants.get_config("runlocal=True,algo=rloo")),
         ("reinforce_pp", lambda: rl_variants.get_config("runlocal=True,algo=reinforce_pp")),
+        ("remax", lambda: rl_variants.get_config("runlocal=True,algo=remax")),
     ],
 )
 def test_runlocal_configs_train(name, config_fn, tmp_path):
@@ -268,6 +269,10 @@ PRESETS = {
         lambda: rl_variants.get_config("algo=reinforce_pp"),
         ("reinforce_pp_baseline", "ppo_clip", 0.2, 0.2, "token_mean", "reward", "kl_k1", 0.001),
     ),
+    "remax": (
+        lambda: rl_variants.get_config("algo=remax"),
+        ("remax", "ppo_clip", 0.2, 0.2, "seq_mean_token_mean", "reward", "kl_k1", 0.001),
+    ),
 }
 
 
@@ -490,3 +495,41 @@ def test_shared_prompt_needs_passes_of_whole_groups(tmp_path):
         rl.RLTrainer(c, str(tmp_path))
     c.updates.shared_prompt = False
     rl.RLTrainer(c, str(tmp_path / "b"))
+
+
+@register_reward("test_length")
+def _length_reward(prompts, completions, fields, **kwargs):
+    return [len(c) / 32.0 for c in completions]
+
+
+def test_remax_baseline_is_the_reward_of_a_greedy_rollout(tmp_path):
+    c = rl_variants.get_config("runlocal=True,algo=remax")
+    c.rewards.sources = {"test_length": dict(weight=1.0, kwargs={})}
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path))
+    assert trainer.greedy_baseline
+    state = jax.tree.map(np.asarray, trainer.state.params)
+    batch, problems, _ = trainer.collect()
+    # The baseline: one greedy completion per prompt, scored by the same reward.
+    tokens, mask = rl.encode_prompts(trainer.tokenizer, [p.prompt for p in problems])
+    greedy = sampling.generate(
+        trainer.model_config,
+        state["policy"],
+        (tokens, mask),
+        rng=jax.random.key(0),
+        n=1,
+        max_new_tokens=c.rollout.max_new_tokens,
+        temperature=0.0,
+        eos_ids=trainer.tokenizer.stop_ids,
+        pad_id=trainer.tokenizer.pad_id,
+    )
+    texts = rl.decode_completions(trainer.tokenizer, greedy.tokens, greedy.lengths)
+    expected = np.repeat([len(t) / 32.0 for t in texts], c.rollout.group_size)
+    np.testing.assert_allclose(batch["baseline_rewards"], expected, rtol=1e-6)
+    device, metrics = trainer.prepare(batch)
+    assert "rollout/greedy_reward_mean" in metrics
+    # A_t = reward-to-go − b; the KL in the reward is 0 while the policy is π_ref.
+    assert np.ptp(batch["rewards"] - expected) > 0
+    np.testing.assert_allclose(
+        device["advantages"][:, 0], batch["rewards"] - expected, rtol=1e-5, atol=1e-6
+    )
