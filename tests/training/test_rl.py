@@ -29,19 +29,26 @@ def _finite_metrics(path):
     return records
 
 
-@pytest.mark.parametrize(
-    "name,config_fn",
-    [
-        ("grpo", lambda: grpo_arithmetic.get_config("runlocal=True,kl_coef=0.04")),
-        ("dapo", lambda: dapo_countdown.get_config("runlocal=True")),
-        ("ppo", lambda: ppo_arithmetic.get_config("runlocal=True")),
-        ("dr_grpo", lambda: rl_variants.get_config("runlocal=True,algo=dr_grpo")),
-        ("gspo", lambda: rl_variants.get_config("runlocal=True,algo=gspo")),
-        ("rloo", lambda: rl_variants.get_config("runlocal=True,algo=rloo")),
-        ("reinforce_pp", lambda: rl_variants.get_config("runlocal=True,algo=reinforce_pp")),
-        ("remax", lambda: rl_variants.get_config("runlocal=True,algo=remax")),
-    ],
-)
+RUNLOCAL_CONFIGS = [
+    ("grpo", lambda: grpo_arithmetic.get_config("runlocal=True,kl_coef=0.04")),
+    ("dapo", lambda: dapo_countdown.get_config("runlocal=True")),
+    ("ppo", lambda: ppo_arithmetic.get_config("runlocal=True")),
+    ("dr_grpo", lambda: rl_variants.get_config("runlocal=True,algo=dr_grpo")),
+    ("gspo", lambda: rl_variants.get_config("runlocal=True,algo=gspo")),
+    ("rloo", lambda: rl_variants.get_config("runlocal=True,algo=rloo")),
+    ("reinforce_pp", lambda: rl_variants.get_config("runlocal=True,algo=reinforce_pp")),
+    ("remax", lambda: rl_variants.get_config("runlocal=True,algo=remax")),
+    ("cispo", lambda: rl_variants.get_config("runlocal=True,algo=cispo")),
+    ("gmpo", lambda: rl_variants.get_config("runlocal=True,algo=gmpo")),
+]
+
+
+def test_every_rl_variant_trains_end_to_end_below():
+    # A variant added to configs/rl_variants.py needs its entry in RUNLOCAL_CONFIGS.
+    assert set(rl_variants.VARIANTS) <= {name for name, _ in RUNLOCAL_CONFIGS}
+
+
+@pytest.mark.parametrize("name,config_fn", RUNLOCAL_CONFIGS)
 def test_runlocal_configs_train(name, config_fn, tmp_path):
     c = config_fn()
     c.steps = 2
