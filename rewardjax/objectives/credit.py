@@ -18,7 +18,7 @@ from rewardjax.objectives.advantages import (
     reverse_discounted_cumsum,
 )
 from rewardjax.objectives.aggregation import f32, masked_whiten, safe_denominator
-from rewardjax.registry import CREDIT_RULES
+from rewardjax.registry import ADVANTAGES, CREDIT_RULES
 from rewardjax.types import Array
 
 __all__ = [
@@ -270,7 +270,8 @@ def pav_progress(
     return sg(rewards)
 
 
-@CREDIT_RULES.register("prime_combined_rloo")
+# An advantage estimator (selectable as advantage.name) built from credit pieces.
+@ADVANTAGES.register("prime_combined_rloo")
 def prime_combined_rloo(
     process_rewards: Array,  # [B, T] implicit token rewards β·log π_ψ/π_ref
     outcome_rewards: Array,  # [B] verifier outcome

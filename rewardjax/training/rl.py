@@ -352,8 +352,10 @@ class RLTrainer(Trainer):
         mask = jnp.asarray(batch["mask"])
         rewards = jnp.asarray(batch["rewards"])
         token_rewards = outcome_to_token_rewards(rewards, mask)
+        process_rewards = None
         if "token_rewards" in batch:  # process rewards at step-end tokens (rewarding.py)
-            token_rewards = token_rewards + jnp.asarray(batch["token_rewards"]) * mask
+            process_rewards = jnp.asarray(batch["token_rewards"]) * mask
+            token_rewards = token_rewards + process_rewards
         metrics: dict[str, float] = {}
         device = {k: jnp.asarray(batch[k]) for k in keys}
         device["rollout_logprobs"] = jnp.asarray(batch["rollout_logprobs"])
@@ -398,6 +400,7 @@ class RLTrainer(Trainer):
             values=values,
             valid=valid,
             baseline_rewards=baseline,
+            process_rewards=process_rewards,
         )
         device["advantages"] = advantages
         if valid is not None:

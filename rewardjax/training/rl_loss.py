@@ -58,6 +58,8 @@ ADVANTAGE_INPUTS = {
         "token_rewards",
         "values",
         "baseline_rewards",
+        "process_rewards",
+        "outcome_rewards",
     )
 }
 
@@ -118,19 +120,21 @@ def compute_advantages(
     values: Array | None = None,  # [B, T]
     baseline_rewards: Array | None = None,  # [B]
     valid: Array | None = None,  # [B] 1.0 = scored
+    process_rewards: Array | None = None,  # [B, T] process rewards alone (no outcome)
 ) -> tuple[Array, Array | None]:
     """Runs a bound estimator; returns (advantages [B, T], returns [B, T] or None).
 
     Estimators declare what they need by argument name (rewards, mask,
-    group_size, token_rewards, values, baseline_rewards, valid); the rest is
-    left out. Rows with valid = 0 (unscorable) get advantage 0; an estimator
+    group_size, token_rewards, values, baseline_rewards, valid, and for
+    estimators that weigh the sources apart, process_rewards and
+    outcome_rewards = rewards); the rest is left out. Rows with valid = 0 (unscorable) get advantage 0; an estimator
     that takes `valid` also leaves them out of its group statistics, and one
     that does not is an error when some row is unscorable.
 
     Args:
       estimator: from `advantage_estimator`.
-      rewards, mask, group_size, token_rewards, values, baseline_rewards, valid:
-        the inputs this run has (None: not available).
+      rewards, mask, group_size, token_rewards, values, baseline_rewards, valid,
+        process_rewards: the inputs this run has (None: not available).
     """
     if token_rewards is None:
         token_rewards = outcome_to_token_rewards(rewards, mask)
@@ -142,6 +146,8 @@ def compute_advantages(
         values=values,
         baseline_rewards=baseline_rewards,
         valid=valid,
+        process_rewards=process_rewards,
+        outcome_rewards=rewards,
     )
     params = inspect.signature(estimator).parameters
     if valid is not None and "valid" not in params:

@@ -301,6 +301,7 @@ ADVANTAGE_CASES = {
     "grpo_passk": lambda: _outcome_case("grpo_passk"),
     "opo_length_baseline": _opo_case,
     "zero_variance_policy": _zero_variance_case,
+    "prime_combined_rloo": lambda: _prime_case(),
     "gae": _gae_case,
     "reinforce_pp": lambda: _token_level_case(obj.reinforce_pp),
     "token_reward_returns": lambda: _token_level_case(obj.token_reward_returns),
@@ -735,7 +736,6 @@ CREDIT_CASES = {
     "min_form_returns": lambda: _step_case(obj.min_form_returns, 26),
     "clip_delta_bounded": lambda: _step_case(obj.clip_delta_bounded, 27, mode="delta"),
     "pav_progress": _pav_case,
-    "prime_combined_rloo": _prime_case,
     "success_gated_process": _gated_case,
 }
 

@@ -8,6 +8,7 @@ import pytest
 from configs import grpo_arithmetic_prm, prm_arithmetic
 from rewardjax import models
 from rewardjax.data.tasks.base import Problem
+from rewardjax.rewards.base import register_reward
 from rewardjax.scoring.models import ProcessRewardModel
 from rewardjax.tokenizers import CharTokenizer
 from rewardjax.training import offline, rl
@@ -130,3 +131,35 @@ def test_rl_with_prm_process_rewards_runs(tmp_path):
     trainer.run()
     after = jax.tree.map(np.asarray, trainer.state.params)
     assert any(jax.tree.leaves(jax.tree.map(lambda a, b: not np.array_equal(a, b), before, after)))
+
+
+def test_prime_combined_rloo_is_a_selectable_advantage(tmp_path):
+    """PRIME's estimator reads the process rewards and the outcome apart (not their sum)."""
+    from rewardjax.objectives import prime_combined_rloo
+
+    prm_dir = _export(tmp_path, "prm", ("lm", "prm"))
+    c = grpo_arithmetic_prm.get_config(f"runlocal=True,prm_path={prm_dir},credit=sum_form")
+    c.advantage = dict(name="prime_combined_rloo", kwargs=dict(rm_coef=5.0, gt_coef=5.0))
+    c.rewards.sources["test_coin_flip_prime"] = dict(weight=1.0, kwargs={})
+    c.steps = 1
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path / "rl"))
+    batch, _, _ = trainer.collect()
+    device, _ = trainer.prepare(batch)
+    expected = prime_combined_rloo(
+        batch["token_rewards"] * batch["mask"],
+        batch["rewards"],
+        batch["mask"],
+        group_size=c.rollout.group_size,
+        rm_coef=5.0,
+        gt_coef=5.0,
+    )
+    assert np.abs(batch["token_rewards"]).sum() > 0 and np.ptp(batch["rewards"]) > 0
+    np.testing.assert_allclose(device["advantages"], expected, atol=1e-5)
+    trainer.run()
+    assert trainer.step == 1
+
+
+@register_reward("test_coin_flip_prime")
+def _coin_flip(prompts, completions, fields, **kwargs):
+    return [float(hash((c, i)) % 2) for i, c in enumerate(completions)]
