@@ -151,7 +151,10 @@ class _ProcessSource(ModelRewardSource):
         separator: str,
         max_steps: int,
         policy_tokenizer: Tokenizer | None,
+        placement: str = "sparse",
     ):
+        if placement not in ("sparse", "spread"):
+            raise ValueError(f"placement={placement!r}; known: sparse, spread")
         if credit not in CREDIT_MODES:
             raise ValueError(f"credit={credit!r}; known: {', '.join(CREDIT_MODES)}")
         if credit == "none" and aggregation not in PRM_AGGREGATIONS:
@@ -162,7 +165,7 @@ class _ProcessSource(ModelRewardSource):
             )
         self.scorer, self.aggregation, self.credit = scorer, aggregation, credit
         self.threshold, self.separator, self.max_steps = threshold, separator, max_steps
-        self.policy_tokenizer = policy_tokenizer
+        self.policy_tokenizer, self.placement = policy_tokenizer, placement
         self.token_level = credit != "none"
 
     def __call__(self, prompts, completions, *, tokens=None, lengths=None):
@@ -189,7 +192,9 @@ class _ProcessSource(ModelRewardSource):
             step_rewards = clip_delta_bounded(p, sm, mode=self.credit, threshold=self.threshold)
         t = np.asarray(tokens).shape[1]
         mask = (np.arange(t)[None, :] < np.asarray(lengths)[:, None]).astype(np.float32)
-        token_rewards = step_to_token(step_rewards, jnp.asarray(step_end), sm, jnp.asarray(mask))
+        token_rewards = step_to_token(
+            step_rewards, jnp.asarray(step_end), sm, jnp.asarray(mask), mode=self.placement
+        )
         token_rewards = np.asarray(token_rewards, np.float32)
         stats = {
             "step_reward_mean": float(
@@ -211,6 +216,7 @@ def prm_reward(
     separator: str = "\n",
     max_steps: int = 64,
     batch_size: int = 64,
+    placement: str = "sparse",
     policy_tokenizer: Tokenizer | None = None,
 ) -> ModelRewardSource:
     """Process rewards from a trained PRM: one aggregated score, or step rewards on tokens.
@@ -235,7 +241,10 @@ def prm_reward(
       threshold: η of clip (None: the batch mean step score).
       tokenizer: the PRM's tokenizer spec; empty: the policy's.
       separator: step separator; max_steps: steps scored per completion.
-      batch_size: rows per forward; policy_tokenizer: supplied by the reward computer.
+      batch_size: rows per forward.
+      placement: where a step's reward lands (`step_to_token`): "sparse", on its
+        last token, or "spread", evenly over its tokens.
+      policy_tokenizer: supplied by the reward computer.
     """
     tok = load_scorer_tokenizer(tokenizer or policy_tokenizer, path)
     scorer = ProcessRewardModel.load(
@@ -249,6 +258,7 @@ def prm_reward(
         separator=separator,
         max_steps=max_steps,
         policy_tokenizer=policy_tokenizer,
+        placement=placement,
     )
 
 
@@ -265,6 +275,7 @@ def implicit_prm_reward(
     separator: str = "\n",
     max_steps: int = 64,
     batch_size: int = 64,
+    placement: str = "sparse",
     policy_tokenizer: Tokenizer | None = None,
 ) -> ModelRewardSource:
     """Process rewards from an implicit PRM (β·log π_ψ/π_ref), as `prm_reward`.
@@ -280,7 +291,7 @@ def implicit_prm_reward(
       path: exported implicit PRM (a causal LM); reference: π_ref directory.
       beta: β it was trained with.
       aggregation, credit, threshold, tokenizer, separator, max_steps,
-      batch_size, policy_tokenizer: as `prm_reward`.
+      batch_size, placement, policy_tokenizer: as `prm_reward`.
     """
     tok = load_scorer_tokenizer(tokenizer or policy_tokenizer, path)
     scorer = ImplicitProcessRewardModel.load(
@@ -299,4 +310,5 @@ def implicit_prm_reward(
         separator=separator,
         max_steps=max_steps,
         policy_tokenizer=policy_tokenizer,
+        placement=placement,
     )

@@ -163,3 +163,43 @@ def test_prime_combined_rloo_is_a_selectable_advantage(tmp_path):
 @register_reward("test_coin_flip_prime")
 def _coin_flip(prompts, completions, fields, **kwargs):
     return [float(hash((c, i)) % 2) for i, c in enumerate(completions)]
+
+
+def test_prm_step_rewards_spread_over_their_tokens(tmp_path):
+    from rewardjax.data.tasks.arithmetic_chain import ArithmeticChain
+
+    prm_dir = _export(tmp_path, "prm", ("lm", "prm"))
+    completions = ["1+2=3\n3+4=7\nA: 7", "1+2=4\n4+4=8\nA: 8"]
+    ids = [_encode(c) for c in completions]
+    tokens = np.zeros((2, 24), np.int32)
+    for i, row in enumerate(ids):
+        tokens[i, : len(row)] = row
+    lengths = np.array([len(r) for r in ids])
+    p = ProcessRewardModel.load(prm_dir, tokenizer=TOK).step_scores(
+        ["Q: 1+2+4\n"] * 2, [c.split("\n") for c in completions]
+    )
+    cfg = ml_collections.ConfigDict(
+        dict(
+            sources={
+                "prm_reward": dict(
+                    weight=0.5,
+                    kwargs=dict(path=prm_dir, credit="sum_form", placement="spread"),
+                ),
+            },
+            fallback=0.0,
+            num_workers=0,
+            timeout_s=10.0,
+        )
+    )
+    computer = RewardComputer(cfg, task=ArithmeticChain(num_steps=2), tokenizer=TOK)
+    _, info = computer(
+        [_problem()] * 2, completions, lengths=lengths, truncated=np.zeros(2, bool), tokens=tokens
+    )
+    # Steps end at tokens 5, 11 and 16: each step's reward 0.5·p_s is split evenly over
+    # its tokens (0-5, 6-11, 12-16), and nothing lands after the last step.
+    for i in range(2):
+        for s, (lo, hi) in enumerate([(0, 6), (6, 12), (12, 17)]):
+            np.testing.assert_allclose(
+                info["token_rewards"][i, lo:hi], 0.5 * p[i][s] / (hi - lo), rtol=1e-5
+            )
+        assert np.all(info["token_rewards"][i, 17:] == 0)
