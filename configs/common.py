@@ -239,7 +239,9 @@ def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
 # learning rate, batch size). The rates are for a start from an SFT checkpoint
 # (model.path), the recipe of benchmarks/reward_models.py.
 _OFFLINE_KINDS = {
-    "dpo": (dict(loss="dpo_sigmoid", kwargs=dict(beta=0.1)), 200, 1e-5, 32),
+    # pair_weights: "" (w = 1), "margin" (w_i = the pair's margin) or "field:<key>"
+    # (a numeric key of each JSONL record); L = Σ w_i·ℓ_i / Σ w_i.
+    "dpo": (dict(loss="dpo_sigmoid", kwargs=dict(beta=0.1), pair_weights=""), 200, 1e-5, 32),
     "rm": (
         dict(loss="bt_pairwise", kwargs=dict(center_coef=0.0), margin_scale=0.0),
         1000,

@@ -61,7 +61,7 @@ class TrainState:
 
 
 def batch_totals(batch: dict) -> dict[str, Array]:
-    """Batch-wide normalisers: token count and count of non-empty rows of `mask`."""
+    """Batch-wide normalisers: token count and count of non-empty rows of `mask`, Σ weight."""
     totals: dict[str, Array] = {}
     if "mask" in batch:
         mask = batch["mask"].astype(jnp.float32)
@@ -70,6 +70,8 @@ def batch_totals(batch: dict) -> dict[str, Array]:
         totals["num_rows"] = jnp.float32(mask.shape[0])
     elif batch:
         totals["num_rows"] = jnp.float32(jax.tree.leaves(batch)[0].shape[0])
+    if "weight" in batch:  # per-row weights (e.g. preference pairs): their batch-wide sum
+        totals["total_weight"] = jnp.sum(batch["weight"].astype(jnp.float32))
     return totals
 
 

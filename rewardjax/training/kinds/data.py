@@ -138,7 +138,9 @@ def train_pairs(data_cfg, task, *, seed: int, model_config, params, tokenizer) -
     return pairs
 
 
-def encode_train_pairs(config, task, *, tokenizer, model_config, params) -> dict[str, np.ndarray]:
+def encode_train_pairs(
+    config, task, *, tokenizer, model_config, params, weight_field: str = ""
+) -> dict[str, np.ndarray]:
     """The dpo and rm kinds' training pairs (`train_pairs`), encoded by `encode_pairs`."""
     c = config
     sampled = c.data.pairs_from == "policy"
@@ -152,6 +154,7 @@ def encode_train_pairs(config, task, *, tokenizer, model_config, params) -> dict
         prompt_length=c.data.prompt_length,
         completion_length=c.data.completion_length,
         source=source,
+        weight_field=weight_field,
     )
 
 
@@ -203,13 +206,15 @@ def encode_pairs(
     prompt_length: int,
     completion_length: int,
     source: str,
+    weight_field: str = "",
 ) -> dict[str, np.ndarray]:
     """Arrays of N pairs.
 
     Returns:
       prompt_tokens, prompt_mask [N, L]; chosen_tokens, chosen_mask,
       rejected_tokens, rejected_mask [N, T] (EOS included); margin [N]
-      (0 where absent); tie [N] (1.0 on tie pairs).
+      (0 where absent); tie [N] (1.0 on tie pairs); with `weight_field`,
+      weight [N] read from that key of every record (finite, ≥ 0).
     """
     for i, p in enumerate(pairs):
         if not isinstance(p, PreferencePair):
@@ -234,6 +239,17 @@ def encode_pairs(
         out[f"{side}_tokens"], out[f"{side}_mask"] = enc["tokens"], enc["mask"]
     out["margin"] = np.array([p.margin or 0.0 for p in pairs], np.float32)
     out["tie"] = np.array([float(p.tie) for p in pairs], np.float32)
+    if weight_field:
+        weights = []
+        for i, p in enumerate(pairs):
+            w = p.fields.get(weight_field)
+            if not isinstance(w, int | float) or isinstance(w, bool) or not np.isfinite(w) or w < 0:
+                raise ValueError(
+                    f"{source}: record {i} needs a finite weight >= 0 in its field "
+                    f"{weight_field!r} (objective.pair_weights), got {w!r}"
+                )
+            weights.append(float(w))
+        out["weight"] = np.array(weights, np.float32)
     return out
 
 

@@ -124,13 +124,17 @@ def make_preference_loss(
         chosen, rejected = sums[:b], sums[b:]
         ref_chosen = jax.lax.stop_gradient(mb["ref_chosen"])
         ref_rejected = jax.lax.stop_gradient(mb["ref_rejected"])
+        # Per-pair weights (objective.pair_weights): L = Σ w_i·ℓ_i / Σ w_i over the batch.
+        weighted = {}
+        if "weight" in mb:
+            weighted = dict(weights=mb["weight"], total_weight=totals["total_weight"])
         if loss_name == "adpo_anchored":
             target = jnp.tile(jnp.array([[1.0, 0.0]]), (b, 1))
             loss, metrics = loss_fn(
                 jnp.stack([chosen, rejected], -1),
                 jnp.stack([ref_chosen, ref_rejected], -1),
                 target,
-                total_weight=totals["num_rows"],
+                **({"total_weight": totals["num_rows"]} | weighted),
             )
         else:
             extra = dict(
@@ -138,6 +142,7 @@ def make_preference_loss(
                 rejected_lengths=jnp.sum(mb["rejected_mask"], -1),
                 total_weight=totals["num_rows"],
             )
+            extra.update(weighted)
             extra = {k: v for k, v in extra.items() if k in accepted}
             loss, metrics = loss_fn(chosen, rejected, ref_chosen, ref_rejected, **extra)
         metrics = dict(metrics)
@@ -154,7 +159,7 @@ def make_preference_loss(
 class PreferenceObjective:
     """objective.kind = "dpo": a preference loss on pairs against a frozen reference.
 
-    Config keys read: objective.{loss, kwargs}, reference.{path, precompute},
+    Config keys read: objective.{loss, kwargs, pair_weights}, reference.{path, precompute},
     data.{train_path, test_path, num_train, num_test, prompt_length,
     completion_length}, batch_size, seed, logprob_impl, eval.*.
     """
@@ -176,9 +181,25 @@ class PreferenceObjective:
         self._policy_fn = jax.jit(
             functools.partial(sequence_logprob_sums, model, impl=c.logprob_impl)
         )
+        rule = c.objective.pair_weights
+        weight_field = rule.removeprefix("field:") if rule.startswith("field:") else ""
+        if rule not in ("", "margin") and not weight_field:
+            raise ValueError(
+                f"config objective.pair_weights={rule!r}; known: '' (w = 1), 'margin' "
+                "(w_i = the pair's margin), 'field:<key>' (a numeric key of each JSONL record)"
+            )
         arrays = encode_train_pairs(
-            c, task, tokenizer=tokenizer, model_config=model_config, params=params
+            c,
+            task,
+            tokenizer=tokenizer,
+            model_config=model_config,
+            params=params,
+            weight_field=weight_field,
         )
+        if rule == "margin":
+            if np.any(arrays["margin"] < 0):
+                raise ValueError("objective.pair_weights='margin' needs margins >= 0")
+            arrays["weight"] = arrays["margin"]
         if c.reference.precompute:
             arrays.update(self._reference_sums(arrays))
         self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)

@@ -141,3 +141,54 @@ def test_dpo_raises_held_out_pass_at_1_over_its_sft_start(tmp_path_factory, work
     # every pair, so the strict accuracy is 0.
     assert before["pairs/reward_accuracy"] == 0.0
     assert after["pairs/reward_accuracy"] >= 0.7, after["pairs/reward_accuracy"]
+
+
+def test_pair_weights_average_the_pair_losses_by_weight(pair_batch):
+    """L = Σ w_i·ℓ_i / Σ w_i, over the whole batch (w_i = 0 drops pair i)."""
+    from rewardjax.training.step import batch_totals
+
+    model, params, batch = pair_batch
+    # Reference sums moved per pair, so that the pairs' losses differ.
+    batch = dict(batch, ref_chosen=batch["ref_chosen"] + jnp.array([0.0, 1.0, -2.0, 0.5]))
+    loss_fn = make_preference_loss(
+        model, loss_name="dpo_sigmoid", loss_kwargs={"beta": 0.5}, logprob_impl="auto"
+    )
+
+    def loss(mb):
+        return float(loss_fn({"policy": params}, mb, None, batch_totals(mb))[0])
+
+    per_pair = [loss({k: v[i : i + 1] for k, v in batch.items()}) for i in range(4)]
+    assert np.ptp(per_pair) > 0.1
+    w = jnp.array([2.0, 0.0, 1.0, 0.5])
+    expected = float(np.dot(w, per_pair) / w.sum())
+    np.testing.assert_allclose(loss(dict(batch, weight=w)), expected, rtol=1e-5)
+    np.testing.assert_allclose(loss(batch), np.mean(per_pair), rtol=1e-5)
+
+
+def test_pair_weights_from_a_jsonl_field_train_and_bad_weights_fail(tmp_path):
+    from rewardjax.data.formats import write_jsonl
+
+    task = TASKS.get("arithmetic_chain")(num_steps=3, max_operand=9)
+    pairs = generators.preference_pairs(task, num=64)
+    for i, p in enumerate(pairs):
+        p.fields["quality"] = float(i % 3)  # a third of the pairs get weight 0
+    path = str(tmp_path / "pairs.jsonl")
+    write_jsonl(path, pairs)
+
+    def config(rule):
+        c = dpo_arithmetic.get_config("runlocal=True")
+        c.data.train_path = path
+        c.objective.pair_weights = rule
+        c.steps = 2
+        c.export_hf = False
+        c.eval.every = 0
+        return c
+
+    trainer = offline.OfflineTrainer(config("field:quality"), str(tmp_path / "ok"))
+    weights = trainer.objective.data.arrays["weight"]
+    np.testing.assert_array_equal(weights[:6], [0.0, 1.0, 2.0, 0.0, 1.0, 2.0])
+    assert np.isfinite(float(trainer.train_step()["train/loss"]))
+    with pytest.raises(ValueError, match=r"record 0 needs a finite weight >= 0 in its field 'q'"):
+        offline.OfflineTrainer(config("field:q"), str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match=r"objective.pair_weights='reward'; known"):
+        offline.OfflineTrainer(config("reward"), str(tmp_path / "rule"))
