@@ -143,6 +143,9 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     c.curation = dict(
         dynamic_sampling=False,
         pass_rate=dict(enabled=False, lo=0.2, hi=0.8, filter_truncate=True),
+        # Sample this many times prompts_per_step prompts per round for the filters
+        # above to keep prompts_per_step of (PRIME: 4 with the pass-rate filter).
+        oversample=1,
         max_rounds=8,
         zero_variance="keep",
     )

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from rewardjax import models, parallel, sampling
-from rewardjax.data.curation import dynamic_sampling, pass_rate_filter
+from rewardjax.data.curation import PromptStats, dynamic_sampling, pass_rate_filter
 from rewardjax.data.tasks.base import Problem
 from rewardjax.models import forward
 from rewardjax.objectives import aggregation as agg
@@ -103,7 +103,23 @@ class RLTrainer(Trainer):
         else:
             self.kl_controller = None
 
-        self.source = PromptSource(c.task, batch_size=c.rollout.prompts_per_step, seed=c.seed)
+        # curation.oversample = f: each round samples f·P prompts, and the filters
+        # keep P of them (PRIME: ×4 with the pass-rate filter).
+        if c.curation.oversample < 1:
+            raise ValueError(f"curation.oversample={c.curation.oversample} must be >= 1")
+        if c.curation.oversample > 1 and not (
+            c.curation.dynamic_sampling or c.curation.pass_rate.enabled
+        ):
+            raise ValueError(
+                f"curation.oversample={c.curation.oversample} samples extra prompts for a filter "
+                "to choose from, but neither curation.dynamic_sampling nor "
+                "curation.pass_rate.enabled is on"
+            )
+        self.source = PromptSource(
+            c.task, batch_size=c.rollout.prompts_per_step * c.curation.oversample, seed=c.seed
+        )
+        # Each prompt's pass rate over every group sampled for it (checkpointed).
+        self.prompt_stats = PromptStats()
         self.counters: dict[str, float] = self.source.check_lengths(
             self.tokenizer,
             max_new_tokens=max(c.rollout.max_new_tokens, c.eval.max_new_tokens),
@@ -188,12 +204,18 @@ class RLTrainer(Trainer):
         return dict(super().signature(), critic=self.critic is not None)
 
     def meta(self) -> dict:
-        return dict(source=self.source.state(), kl_coef=self.kl_coef, counters=self.counters)
+        return dict(
+            source=self.source.state(),
+            kl_coef=self.kl_coef,
+            counters=self.counters,
+            prompt_stats=self.prompt_stats.state_dict(),
+        )
 
     def load_meta(self, meta: dict) -> None:
         self.source.restore(meta["source"])
         self.kl_coef = meta["kl_coef"]
         self.counters = meta["counters"]
+        self.prompt_stats = PromptStats.from_state_dict(meta["prompt_stats"])
 
     # ------------------------------------------------------------------ rollout
 
@@ -265,6 +287,12 @@ class RLTrainer(Trainer):
             )
             for k, v in info["stats"].items():
                 reward_stats[k] = reward_stats.get(k, 0.0) + v
+            n = len(problems)
+            self.prompt_stats.update(
+                [p.uid for p in problems],
+                info["correct"].reshape(n, g).astype(np.float64),
+                step=self.step,
+            )
             arrays = dict(
                 prompt_tokens=np.repeat(prompt_tokens, g, axis=0),
                 prompt_mask=np.repeat(prompt_mask, g, axis=0).astype(np.int32),
@@ -282,16 +310,16 @@ class RLTrainer(Trainer):
                 arrays["valid"] = np.asarray(info["valid"], bool)
             if self.greedy_baseline:  # [B] the greedy reward of each row's prompt
                 arrays["baseline_rewards"] = np.repeat(self._greedy_rewards(problems), g)
-            generated_groups += want
-            keep = np.ones(want, bool)
+            generated_groups += n
+            keep = np.ones(n, bool)
             if c.curation.dynamic_sampling:
-                keep &= dynamic_sampling(scores.reshape(want, g))
+                keep &= dynamic_sampling(scores.reshape(n, g))
             if c.curation.pass_rate.enabled:
                 keep &= pass_rate_filter(
-                    info["correct"].reshape(want, g).astype(np.float64),
+                    info["correct"].reshape(n, g).astype(np.float64),
                     lo=c.curation.pass_rate.lo,
                     hi=c.curation.pass_rate.hi,
-                    truncated=truncated.reshape(want, g),
+                    truncated=truncated.reshape(n, g),
                     filter_truncate=c.curation.pass_rate.filter_truncate,
                 )
             dropped_groups += int((~keep).sum())
@@ -312,6 +340,7 @@ class RLTrainer(Trainer):
         metrics = {
             "rollout/rounds": rounds,
             "rollout/dropped_group_frac": dropped_groups / max(generated_groups, 1),
+            **{f"prompts/{k}": v for k, v in self.prompt_stats.summary().items()},
             **{f"reward/{k}": v / rounds for k, v in reward_stats.items()},
         }
         return batch, problems, metrics

@@ -540,3 +540,48 @@ def test_remax_baseline_is_the_reward_of_a_greedy_rollout(tmp_path):
     np.testing.assert_allclose(
         device["advantages"][:, 0], batch["rewards"] - expected, rtol=1e-5, atol=1e-6
     )
+
+
+def test_prompt_stats_are_kept_and_checkpointed(tmp_path):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.steps = 2
+    c.checkpoint.every = 1
+    c.checkpoint.async_save = False
+    c.log.samples_every = 0
+    c.export_hf = False
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path))
+    trainer.run()
+    stats = trainer.prompt_stats
+    # 2 steps × 4 prompts, each prompt's 4 samples counted.
+    assert len(stats) == 8 and all(stats.get(u)["samples"] == 4 for u in stats.state_dict())
+    records = _finite_metrics(tmp_path / "metrics.jsonl")
+    assert records[-1]["prompts/prompts_seen"] == 8.0
+    resumed = rl.RLTrainer(c, str(tmp_path))
+    assert resumed.step == 2
+    assert resumed.prompt_stats.state_dict() == stats.state_dict()
+
+
+@register_reward("test_length_parity")
+def _length_parity(prompts, completions, fields, **kwargs):
+    # Deterministic for a seeded rollout (unlike a salted hash): about half of
+    # the groups of 2 have reward variance.
+    return [float(len(c) % 2) for c in completions]
+
+
+def test_oversampling_fills_the_batch_from_extra_prompts(tmp_path):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.rollout.group_size = 2  # half of the groups have no reward variance
+    c.rewards.sources = {"test_length_parity": dict(weight=1.0, kwargs={})}
+    c.curation.dynamic_sampling = True
+    c.curation.oversample = 4
+    c.curation.max_rounds = 1  # one round of 16 prompts must yield the 4 groups
+    trainer = rl.RLTrainer(c, str(tmp_path / "a"))
+    batch, problems, metrics = trainer.collect()
+    assert batch["rewards"].shape == (8,) and len(problems) == 4
+    assert np.all(batch["rewards"].reshape(4, 2).std(axis=1) > 0)
+    assert metrics["rollout/rounds"] == 1
+    assert len(trainer.prompt_stats) == 16  # every sampled prompt is remembered
+    c.curation.dynamic_sampling = False
+    with pytest.raises(ValueError, match=r"curation.oversample=4 samples extra prompts"):
+        rl.RLTrainer(c, str(tmp_path / "b"))
