@@ -215,7 +215,8 @@ class RLTrainer(Trainer):
         self.source.restore(meta["source"])
         self.kl_coef = meta["kl_coef"]
         self.counters = meta["counters"]
-        self.prompt_stats = PromptStats.from_state_dict(meta["prompt_stats"])
+        # Runs saved before the store existed resume with an empty one.
+        self.prompt_stats = PromptStats.from_state_dict(meta.get("prompt_stats", {}))
 
     # ------------------------------------------------------------------ rollout
 
