@@ -194,7 +194,7 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
 
 
 def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
-    """Every key the offline trainer reads for SFT on task demonstrations."""
+    """Every key the offline trainer reads for SFT on demonstrations or ranked policy samples."""
     c = ml_collections.ConfigDict()
     c.trainer = "offline"
     c.seed = 0
@@ -203,12 +203,27 @@ def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     c.microbatches = 1
     c.model = model_block()
     c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
+    # loss: a SFT_LOSSES key (sft_nll, dft_prob_weighted, asft_anchored with
+    # kwargs.kl_coef: KL to the frozen initial policy, raft_reward_ranked).
     c.objective = dict(kind="sft", loss="sft_nll", kwargs=dict(aggregation="token_mean"))
     # Device mesh: sizes of the data / fsdp / tensor axes, -1 = the rest.
     c.mesh = dict(data=-1, fsdp=1, tensor=1)
-    # Share of demonstrations with a deliberate wrong step (that propagates), so
-    # the SFT policy starts imperfect and RL has something to fix.
-    c.data = dict(error_rate=0.0, completion_length=48)
+    # Demonstrations: a JSONL file of {"prompt", "response"} rows (train_path,
+    # format "demonstrations"), or, when empty, the task's own. error_rate: share
+    # of generated ones with a deliberate wrong step (that propagates), so the
+    # SFT policy starts imperfect and RL has something to fix.
+    # objective.loss="raft_reward_ranked" trains on the policy's own samples
+    # instead: samples_per_prompt (N) at sample_temperature for each of
+    # prompts_per_batch task prompts (batch_size = prompts_per_batch × N);
+    # 0 for every other loss.
+    c.data = dict(
+        train_path="",
+        error_rate=0.0,
+        completion_length=48,
+        samples_per_prompt=0,
+        prompts_per_batch=0,
+        sample_temperature=1.0,
+    )
     c.logprob_impl = "auto"
     c.optim = optim_block(
         learning_rate=3e-3, schedule="cosine", warmup_steps=30, total_steps=600, end_factor=0.1
@@ -244,7 +259,21 @@ def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
 _OFFLINE_KINDS = {
     # pair_weights: "" (w = 1), "margin" (w_i = the pair's margin) or "field:<key>"
     # (a numeric key of each JSONL record); L = Σ w_i·ℓ_i / Σ w_i.
-    "dpo": (dict(loss="dpo_sigmoid", kwargs=dict(beta=0.1), pair_weights=""), 200, 1e-5, 32),
+    # target: q of adpo_anchored on ranked lists (data.format="lists"): "top1"
+    # (one-hot on the best), "softmax_scores" (softmax(scores / target_temperature))
+    # or "ranking" (q_k ∝ 1/rank_k); pairs are always "top1", q = (1, 0).
+    "dpo": (
+        dict(
+            loss="dpo_sigmoid",
+            kwargs=dict(beta=0.1),
+            pair_weights="",
+            target="top1",
+            target_temperature=1.0,
+        ),
+        200,
+        1e-5,
+        32,
+    ),
     "rm": (
         dict(loss="bt_pairwise", kwargs=dict(center_coef=0.0), margin_scale=0.0),
         1000,
@@ -296,6 +325,17 @@ def offline_base(kind: str, *, runlocal: bool = False) -> ml_collections.ConfigD
         pairs_from="task",
         policy_samples=8,
         policy_temperature=1.0,
+        # dpo: "pairs" (preference_pairs) or "lists" (ranked_lists of list_size
+        # candidates each, longer lists cut to their best list_size; adpo_anchored only).
+        format="pairs",
+        list_size=4,
+        # rm with regression_rm / bt_plus_regression: rated responses (JSONL
+        # "ratings"; generated when empty: correctness, progress, length) and the
+        # attributes read from them, one reward-head output each
+        # (model.overrides.reward_outputs = len(attributes)); output 0 is the reward.
+        ratings_path="",
+        ratings_test_path="",
+        attributes=["correctness"],
     )
     # The frozen π_ref of dpo and implicit_prm: an HF directory, or empty for a
     # copy of the initial model. precompute: reference log-probs once for the

@@ -3,11 +3,18 @@ r"""DPO on arithmetic-chain preference pairs from an SFT warm start.
   python -m experiments.train --config configs/sft_arithmetic.py:error_rate=0.3 --workdir /tmp/sft
   python -m experiments.train --config configs/dpo_arithmetic.py:model_path=/tmp/sft/hf --workdir /tmp/dpo
   python -m experiments.train --config configs/dpo_arithmetic.py:runlocal=True --workdir /tmp/dpo_local
+  python -m experiments.train --config configs/dpo_arithmetic.py:runlocal=True,loss=adpo_anchored,format=lists,target=softmax_scores --workdir /tmp/adpo_lists
 
 The reference is the frozen SFT model (its log-probs precomputed once); any
 loss of `PREFERENCE_LOSSES` is chosen with `loss=` (dpo_sigmoid, dpo_cdpo,
 dpo_robust, dpo_hinge, ipo_identity, adpo_anchored). The held-out
 evaluation reports pass@k, to compare with the SFT start.
+
+`format=lists` trains adpo_anchored on ranked lists of K = data.list_size
+candidates (generated: the reference solution and K − 1 erroneous ones, scored
+by how far they get before their first error) against a target q from
+`target=`: "top1", "softmax_scores" (τ = objective.target_temperature) or
+"ranking" (q_k ∝ 1/rank_k).
 """
 
 from configs import common
@@ -25,7 +32,14 @@ LOSS_KWARGS = {
 
 def get_config(arg=None):
     arg = common.parse_arg(
-        arg, runlocal=False, model_path="", loss="dpo_sigmoid", beta=0.1, precompute=True
+        arg,
+        runlocal=False,
+        model_path="",
+        loss="dpo_sigmoid",
+        beta=0.1,
+        precompute=True,
+        format="pairs",
+        target="top1",
     )
     if arg.loss not in LOSS_KWARGS:
         raise ValueError(f"loss={arg.loss!r}; known: {', '.join(LOSS_KWARGS)}")
@@ -36,6 +50,8 @@ def get_config(arg=None):
     beta = {"tau": 1.0 / arg.beta} if arg.loss == "adpo_anchored" else {"beta": arg.beta}
     c.objective.kwargs = dict(**beta, **LOSS_KWARGS[arg.loss])
     c.reference.precompute = arg.precompute
+    c.data.format = arg.format
+    c.objective.target = arg.target
     return c
 
 

@@ -13,6 +13,8 @@ credit picks how the PRM's step scores p_s enter the reward:
   none   one response score per rollout (aggregation min / last / prod /
       mean of p_s) mixed with the outcome; the advantage stays GRPO's
       group-normalised one.
+placement (with a credit rule): each step's reward on its last token
+("sparse") or spread evenly over its tokens ("spread", `step_to_token`).
 """
 
 from configs import common, grpo_arithmetic
@@ -27,6 +29,7 @@ def get_config(arg=None):
         credit="min_form",
         aggregation="min",
         prm_weight=0.5,
+        placement="sparse",
     )
     c = grpo_arithmetic.get_config(f"runlocal={arg.runlocal},model_path={arg.model_path}")
     c.rewards.sources = {
@@ -34,7 +37,11 @@ def get_config(arg=None):
         "prm_reward": dict(
             weight=arg.prm_weight,
             kwargs=dict(
-                path=arg.prm_path, credit=arg.credit, aggregation=arg.aggregation, separator="\n"
+                path=arg.prm_path,
+                credit=arg.credit,
+                aggregation=arg.aggregation,
+                separator="\n",
+                placement=arg.placement,
             ),
         ),
     }

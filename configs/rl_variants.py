@@ -3,6 +3,9 @@ r"""The GRPO family as config changes on one base: pick `algo=` on the command l
   python -m experiments.train --config configs/rl_variants.py:algo=gspo,model_path=/tmp/sft/hf --workdir /tmp/gspo
 
 algo: grpo | dr_grpo | gspo | rloo | reinforce_pp | remax | cispo | gmpo (mechanisms.md §0-2).
+advantage=<ADVANTAGES key>, loss=<POLICY_LOSSES key>: one mechanism on the variant, with
+its own default hyperparameters; tis_mode=<mode>: rollout-correction weights
+(docs/catalogue.md lists a command for every mechanism).
 """
 
 from configs import common, grpo_arithmetic
@@ -58,13 +61,24 @@ VARIANTS = {
 
 
 def get_config(arg=None):
-    arg = common.parse_arg(arg, runlocal=False, model_path="", algo="grpo")
+    arg = common.parse_arg(
+        arg, runlocal=False, model_path="", algo="grpo", advantage="", loss="", tis_mode=""
+    )
     if arg.algo not in VARIANTS:
         raise ValueError(f"algo={arg.algo!r}; known: {', '.join(sorted(VARIANTS))}")
     c = grpo_arithmetic.get_config(f"runlocal={arg.runlocal},model_path={arg.model_path}")
     for key, value in VARIANTS[arg.algo].items():
         # The keys given replace the block's; its others (e.g. kl.adaptive) stay.
         c[key] = {**c[key].to_dict(), **value}
+    # One mechanism by name, with its own default hyperparameters (the variant's
+    # kwargs belong to the variant's mechanism): advantage=rloo, loss=reinforce_pg.
+    if arg.advantage:
+        c.advantage = dict(name=arg.advantage, kwargs={})
+    if arg.loss:
+        c.loss.name = arg.loss
+        c.loss.kwargs = {}
+    if arg.tis_mode:  # rollout-correction weights on the policy loss
+        c.loss.kwargs = {**c.loss.kwargs.to_dict(), "tis_mode": arg.tis_mode}
     return c
 
 

@@ -7,6 +7,8 @@ One JSON object per line:
   step labels        {"prompt", "steps": [str], "labels": [0/1 or float in [0, 1]],
                       "first_error"?: int, "correct"?: bool}
   prompts            {"prompt", "answer", ...any other keys kept as fields}
+  ratings            {"prompt", "response", "ratings": {name: float} or [float]}
+  demonstrations     {"prompt", "response", ...any other keys kept as fields}
 
 Any other keys of the first three are kept in `fields` and written back.
 
@@ -34,9 +36,11 @@ from rewardjax.data.tasks.base import Problem
 __all__ = [
     "FORMATS",
     "DataFormatError",
+    "Demonstration",
     "PreferencePair",
     "PromptRecord",
     "RankedList",
+    "Ratings",
     "StepLabels",
     "load_prompt_dataset",
     "read_jsonl",
@@ -278,6 +282,64 @@ class StepLabels(_Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class Ratings(_Record):
+    """One response to a prompt with numeric ratings of named attributes.
+
+    Attributes:
+      prompt: the context.
+      response: the rated response.
+      ratings: {attribute: finite number} (e.g. {"helpfulness": 3,
+        "correctness": 4}; an absent attribute is unrated), or a list of
+        finite numbers in the order of the attributes the reader names.
+      fields: any other keys of the JSON row.
+    """
+
+    prompt: str
+    response: str
+    ratings: dict[str, float] | list[float]
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    REQUIRED: ClassVar = ("prompt", "response", "ratings")
+    OPTIONAL: ClassVar = ()
+
+    def __post_init__(self):
+        _string(self.prompt, "prompt")
+        _string(self.response, "response", allow_empty=False)
+        r = self.ratings
+        if isinstance(r, Mapping):
+            if not r:
+                raise DataFormatError("ratings is empty")
+            ratings = {
+                _string(k, "ratings key"): _number(v, f"ratings[{k!r}]") for k, v in r.items()
+            }
+        elif isinstance(r, list | tuple):
+            if not r:
+                raise DataFormatError("ratings is empty")
+            ratings = [_number(v, f"ratings[{i}]") for i, v in enumerate(r)]
+        else:
+            raise DataFormatError(
+                f"ratings must be an object of named numbers or a list, got {type(r).__name__}"
+            )
+        object.__setattr__(self, "ratings", ratings)
+
+    def values(self, attributes: Sequence[str]) -> tuple[list[float], list[float]]:
+        """(ratings, present) in the order of `attributes`.
+
+        A list must hold one rating per attribute; an object may rate others
+        too (ignored) and leave some out (present 0.0, value 0.0).
+        """
+        if isinstance(self.ratings, list):
+            if len(self.ratings) != len(attributes):
+                raise DataFormatError(
+                    f"{len(self.ratings)} ratings for {len(attributes)} attributes "
+                    f"({', '.join(attributes)})"
+                )
+            return list(self.ratings), [1.0] * len(attributes)
+        values = [self.ratings.get(a, 0.0) for a in attributes]
+        return values, [float(a in self.ratings) for a in attributes]
+
+
+@dataclasses.dataclass(frozen=True)
 class PromptRecord(_Record):
     """A prompt with its gold answer, for RL and evaluation.
 
@@ -312,11 +374,35 @@ class PromptRecord(_Record):
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class Demonstration(_Record):
+    """A prompt and the response to imitate, for SFT.
+
+    Attributes:
+      prompt: the text given to the model.
+      response: the completion trained on (EOS is appended when encoded).
+      fields: every other key of the JSON row.
+    """
+
+    prompt: str
+    response: str
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    REQUIRED: ClassVar = ("prompt", "response")
+    OPTIONAL: ClassVar = ()
+
+    def __post_init__(self):
+        _string(self.prompt, "prompt", allow_empty=False)
+        _string(self.response, "response", allow_empty=False)
+
+
 FORMATS: dict[str, type[_Record]] = {
     "preference_pairs": PreferencePair,
     "ranked_lists": RankedList,
+    "ratings": Ratings,
     "step_labels": StepLabels,
     "prompts": PromptRecord,
+    "demonstrations": Demonstration,
 }
 
 R = TypeVar("R", bound=_Record)

@@ -3,6 +3,7 @@
   pairs = preference_pairs(task, num=1000, split="train", seed=0)
   ranked = ranked_lists(task, num=200, num_responses=4)
   steps = step_labels(task, num=1000, error_rate=0.5)
+  rated = ratings(task, num=1000, error_rate=0.5)
 
 Every record is a pure function of (task, split, seed, index): record i uses
 problem i and a generator seeded by (seed, i), so datasets are reproducible
@@ -23,6 +24,7 @@ import numpy as np
 from rewardjax.data.formats import (
     PreferencePair,
     RankedList,
+    Ratings,
     StepLabels,
     write_jsonl,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "example_rng",
     "preference_pairs",
     "ranked_lists",
+    "ratings",
     "score_of",
     "step_labels",
     "step_labels_from_grade",
@@ -40,7 +43,7 @@ __all__ = [
 
 # Distinct streams for the different generators, so that e.g. the rejected
 # response of pair i is not the demonstration SFT saw for problem i.
-_STREAMS = {"demonstration": 0, "pair": 1, "ranked": 2, "steps": 3}
+_STREAMS = {"demonstration": 0, "pair": 1, "ranked": 2, "steps": 3, "ratings": 4}
 
 
 def example_rng(seed: int, index: int, stream: str) -> np.random.Generator:
@@ -192,9 +195,49 @@ def step_labels(
     return out
 
 
+# Attributes of generated ratings: the grader's outcome, the share of the
+# reference lines right before the first error, and the length in hundreds of
+# characters (a rating that says nothing about correctness).
+RATING_ATTRIBUTES = ("correctness", "progress", "length")
+
+
+def ratings(
+    task: Task,
+    *,
+    start: int = 0,
+    num: int,
+    error_rate: float = 0.5,
+    split: str = "train",
+    seed: int = 0,
+) -> list[Ratings]:
+    """Demonstrations (wrong with probability `error_rate`) rated on RATING_ATTRIBUTES.
+
+    correctness: 1.0 if the grader accepts the answer, else 0.0; progress:
+    `score_of` the grade; length: len(response) / 100.
+    """
+    out = []
+    for i, p in _problems(task, start, num, split, seed):
+        response = task.demonstration(p, example_rng(seed, i, "ratings"), error_rate=error_rate)
+        grade = task.grade(p, response)
+        out.append(
+            Ratings(
+                prompt=p.prompt,
+                response=response,
+                ratings={
+                    "correctness": float(grade.correct),
+                    "progress": score_of(grade),
+                    "length": len(response) / 100.0,
+                },
+                fields={"uid": p.uid, "answer": p.answer},
+            )
+        )
+    return out
+
+
 _GENERATORS = {
     "preference_pairs": preference_pairs,
     "ranked_lists": ranked_lists,
+    "ratings": ratings,
     "step_labels": step_labels,
 }
 

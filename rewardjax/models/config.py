@@ -57,6 +57,9 @@ class ModelConfig:
       remat: rematerialisation of each block in the backward pass:
         "none", "full" (save only block inputs) or "dots" (save matmul outputs).
       bos_token_id, eos_token_id, pad_token_id: carried to and from HF configs.
+      reward_outputs: outputs of the "reward" head: 1 is a scalar reward
+        (kernel [D], bias []); K > 1 one score per rated attribute (kernel
+        [D, K], bias [K]; not written to HF checkpoints).
     """
 
     family: str = "qwen2"
@@ -81,6 +84,7 @@ class ModelConfig:
     bos_token_id: int | None = None
     eos_token_id: int | None = None
     pad_token_id: int | None = None
+    reward_outputs: int = 1
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -88,6 +92,9 @@ class ModelConfig:
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"ModelConfig.{name}={getattr(self, name)} must be positive")
+        k = self.reward_outputs
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"ModelConfig.reward_outputs={self.reward_outputs!r} must be >= 1")
         if self.num_heads <= 0 or self.num_kv_heads <= 0:
             raise ValueError(
                 f"ModelConfig.num_heads={self.num_heads}, num_kv_heads={self.num_kv_heads} "

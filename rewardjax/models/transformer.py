@@ -354,20 +354,26 @@ class Block(nn.Module):
 
 
 class ScalarHead(nn.Module):
-    """Linear map hidden [B, T, D] → one float32 score per position [B, T]."""
+    """Linear map hidden [B, T, D] → one float32 score per position [B, T].
+
+    With `num_outputs` K > 1, K scores per position [B, T, K] (kernel [D, K],
+    bias [K]); K = 1 keeps the scalar head's shapes (kernel [D], bias []).
+    """
 
     config: ModelConfig
+    num_outputs: int = 1
 
     @nn.compact
     def __call__(self, hidden: Array) -> Array:
-        d = self.config.hidden_size
+        d, k = self.config.hidden_size, self.num_outputs
+        shape, axes = ((d,), ("embed",)) if k == 1 else ((d, k), ("embed", None))
         kernel = self.param(
             "kernel",
-            _partitioned(nn.initializers.normal(1.0 / np.sqrt(d + 1)), ("embed",)),
-            (d,),
+            _partitioned(nn.initializers.normal(1.0 / np.sqrt(d + 1)), axes),
+            shape,
             self.config.jnp_param_dtype,
         )
-        bias = self.param("bias", nn.initializers.zeros, (), self.config.jnp_param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, shape[1:], self.config.jnp_param_dtype)
         return hidden.astype(jnp.float32) @ kernel.astype(jnp.float32) + bias.astype(jnp.float32)
 
 
@@ -435,7 +441,8 @@ class Decoder(nn.Module):
             )
         for name in ("value", "reward", "prm"):
             if name in self.heads:
-                setattr(self, f"{name}_head", ScalarHead(c))
+                outputs = c.reward_outputs if name == "reward" else 1
+                setattr(self, f"{name}_head", ScalarHead(c, num_outputs=outputs))
 
     def _backbone(self, tokens, positions, mask, cache, cache_index):
         x = self.embed(tokens)

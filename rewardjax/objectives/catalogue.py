@@ -14,7 +14,7 @@ import re
 import sys
 from typing import NamedTuple
 
-import rewardjax.data.curation  # noqa: F401  (registers the curation rules)
+import rewardjax.data.curation
 import rewardjax.objectives  # noqa: F401  (registers every mechanism)
 from rewardjax import registry
 

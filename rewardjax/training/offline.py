@@ -64,7 +64,11 @@ class OfflineTrainer(Trainer):
         self.data.set_state(meta["data"])
 
     def train_step(self) -> dict[str, Any]:
-        batch, metrics = self.objective.next_batch()
+        # An objective that samples its batch from the current policy (RAFT) says so.
+        if getattr(self.objective, "next_batch_reads_policy", False):
+            batch, metrics = self.objective.next_batch(self.state.params["policy"])
+        else:
+            batch, metrics = self.objective.next_batch()
         update_metrics = self.update(batch)
         metrics.update({f"train/{k}": v for k, v in update_metrics.items()})
         self.step += 1

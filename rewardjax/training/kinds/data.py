@@ -19,19 +19,34 @@ from typing import Any
 import numpy as np
 
 from rewardjax.data import generators
-from rewardjax.data.formats import PreferencePair, StepLabels, read_jsonl
+from rewardjax.data.formats import (
+    DataFormatError,
+    PreferencePair,
+    RankedList,
+    Ratings,
+    StepLabels,
+    read_jsonl,
+)
 from rewardjax.data.iterators import BatchIterator
 from rewardjax.data.steps import check_steps, first_error_label, outcome_label
 from rewardjax.data.tokenize import encode_completions, encode_steps
 from rewardjax.tokenizers import Tokenizer
 
 __all__ = [
+    "LIST_TARGETS",
     "ArrayBatches",
+    "JointBatches",
+    "encode_lists",
     "encode_pairs",
+    "encode_ratings",
     "encode_step_records",
     "encode_train_pairs",
+    "list_targets",
+    "lists_of_split",
     "load_records",
     "policy_pairs",
+    "ratings_of_split",
+    "record_lines",
     "step_records",
     "train_pairs",
     "validation_step_labels",
@@ -49,17 +64,20 @@ def load_records(
     split: str,
     seed: int,
     error_rate: float = 0.5,
+    list_size: int = 4,
 ) -> list[Any]:
     """Records of `fmt`: read from the JSONL file `path`, else generated from `task`.
 
     Args:
       task: the procedural task that generates records when `path` is empty.
-      fmt: "preference_pairs", "step_labels" or "ranked_lists".
+      fmt: "preference_pairs", "step_labels", "ranked_lists" or "ratings".
       path: a JSONL file of `fmt` (config data.train_path / data.test_path).
       num: records to generate (ignored when reading `path`).
       split: "train" or "test" problems of the task.
       seed: seed of the generation.
-      error_rate: share of step-labelled solutions with an injected error.
+      error_rate: share of step-labelled solutions (and of rated responses) with
+        an injected error.
+      list_size: responses of each generated ranked list.
     """
     if path:
         return read_jsonl(path, fmt)
@@ -72,7 +90,11 @@ def load_records(
     if fmt == "step_labels":
         return generators.step_labels(task, num=num, error_rate=error_rate, split=split, seed=seed)
     if fmt == "ranked_lists":
-        return generators.ranked_lists(task, num=num, num_responses=4, split=split, seed=seed)
+        return generators.ranked_lists(
+            task, num=num, num_responses=list_size, split=split, seed=seed
+        )
+    if fmt == "ratings":
+        return generators.ratings(task, num=num, error_rate=error_rate, split=split, seed=seed)
     raise ValueError(f"unknown record format {fmt!r}")
 
 
@@ -253,6 +275,227 @@ def encode_pairs(
     return out
 
 
+# objective.target of dpo on ranked lists: how q over the K kept candidates is built.
+LIST_TARGETS = ("top1", "softmax_scores", "ranking")
+
+
+def record_lines(path: str) -> list[int]:
+    """1-based line numbers of the records of a JSONL file (blank lines hold none)."""
+    with open(path, encoding="utf-8") as f:
+        return [i for i, line in enumerate(f, start=1) if line.strip()]
+
+
+def list_targets(
+    lists: Sequence[RankedList],
+    *,
+    list_size: int,
+    target: str,
+    temperature: float = 1.0,
+    where: Sequence[str],
+) -> tuple[list[list[str]], np.ndarray]:
+    """The K = `list_size` candidates of each list, best first, and their target q.
+
+    A list with more responses keeps its top K by `RankedList.order()`; one
+    with fewer is an error naming `where[i]` (file:line or record index).
+
+      top1            q = one-hot on the best response
+      softmax_scores  q_k = softmax(s / temperature)_k over the kept scores
+      ranking         q_k ∝ 1/rank_k (rank 1 = best), normalised: harmonic
+                      rank weights, a listwise target from the order alone
+                      (the score gaps are ignored; tied scores keep the
+                      order's tie-break)
+
+    Args:
+      lists: N ranked lists.
+      list_size: K >= 2.
+      target: one of LIST_TARGETS.
+      temperature: of softmax_scores (> 0).
+      where: N labels of the records, for errors.
+
+    Returns:
+      (N lists of K responses best first, q [N, K] float32, rows summing to 1).
+    """
+    if target not in LIST_TARGETS:
+        raise ValueError(f"config objective.target={target!r}; known: {', '.join(LIST_TARGETS)}")
+    if target == "softmax_scores" and not temperature > 0:
+        raise ValueError(f"config objective.target_temperature={temperature!r} must be > 0")
+    candidates, targets = [], []
+    harmonic = 1.0 / np.arange(1, list_size + 1)
+    for r, label in zip(lists, where, strict=True):
+        if not isinstance(r, RankedList):
+            raise ValueError(f"{label}: a {type(r).__name__}, not a RankedList")
+        if len(r.responses) < list_size:
+            raise ValueError(
+                f"{label}: {len(r.responses)} responses, fewer than data.list_size={list_size} "
+                "(every list of a run has K = data.list_size candidates)"
+            )
+        keep = r.order()[:list_size]
+        candidates.append([r.responses[k] for k in keep])
+        if target == "top1":
+            q = np.eye(list_size)[0]
+        elif target == "ranking":
+            q = harmonic / harmonic.sum()
+        else:
+            if r.scores is None:
+                raise ValueError(
+                    f"{label}: objective.target='softmax_scores' needs 'scores' in every list"
+                )
+            z = np.array([r.scores[k] for k in keep], np.float64) / temperature
+            q = np.exp(z - z.max())
+            q /= q.sum()
+        targets.append(q)
+    return candidates, np.array(targets, np.float32).reshape(len(candidates), list_size)
+
+
+def encode_lists(
+    tokenizer: Tokenizer,
+    lists: Sequence[RankedList],
+    *,
+    list_size: int,
+    target: str,
+    temperature: float,
+    prompt_length: int,
+    completion_length: int,
+    source: str,
+    lines: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Arrays of N ranked lists of K = `list_size` candidates (`list_targets`).
+
+    Args:
+      lines: the records' line numbers in the file `source` (errors name
+        `source:line`); None for generated lists (errors name the record index).
+
+    Returns:
+      prompt_tokens, prompt_mask [N, L]; list_tokens, list_mask [N, K, T]
+      (candidates best first, EOS included); target [N, K] (q).
+    """
+    if lines is None:
+        where = [f"{source}: record {i}" for i in range(len(lists))]
+    else:
+        where = [f"{source}:{line}" for line in lines]
+    candidates, q = list_targets(
+        lists, list_size=list_size, target=target, temperature=temperature, where=where
+    )
+    try:
+        enc = encode_completions(
+            tokenizer,
+            [r.prompt for r in lists for _ in range(list_size)],
+            [text for row in candidates for text in row],
+            max_prompt_len=prompt_length,
+            max_completion_len=completion_length,
+            add_bos=tokenizer.default_add_bos,
+        )
+    except ValueError as e:
+        raise _source_error(source, e, "data.prompt_length / data.completion_length") from None
+    n = len(lists)
+    return {
+        "prompt_tokens": enc["prompt_tokens"][::list_size],
+        "prompt_mask": enc["prompt_mask"][::list_size],
+        "list_tokens": enc["tokens"].reshape(n, list_size, -1),
+        "list_mask": enc["mask"].reshape(n, list_size, -1),
+        "target": q,
+    }
+
+
+def lists_of_split(config, task, tokenizer: Tokenizer, split: str) -> dict[str, np.ndarray]:
+    """The dpo kind's ranked lists of `split` (data.format="lists"), encoded by `encode_lists`."""
+    c = config
+    path = c.data.train_path if split == "train" else c.data.test_path
+    lists = load_records(
+        task,
+        "ranked_lists",
+        path=path,
+        num=c.data.num_train if split == "train" else c.data.num_test,
+        split=split,
+        seed=c.seed,
+        list_size=c.data.list_size,
+    )
+    return encode_lists(
+        tokenizer,
+        lists,
+        list_size=c.data.list_size,
+        target=c.objective.target,
+        temperature=c.objective.target_temperature,
+        prompt_length=c.data.prompt_length,
+        completion_length=c.data.completion_length,
+        source=path or f"generated {split} lists",
+        lines=record_lines(path) if path else None,
+    )
+
+
+def encode_ratings(
+    tokenizer: Tokenizer,
+    records: Sequence[Ratings],
+    *,
+    attributes: Sequence[str],
+    prompt_length: int,
+    completion_length: int,
+    source: str,
+    lines: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Arrays of N rated responses, K = len(attributes) ratings each.
+
+    Args:
+      lines: the records' line numbers in the file `source` (errors name
+        `source:line`); None for generated records (errors name the index).
+
+    Returns:
+      prompt_tokens, prompt_mask [N, L]; tokens, mask [N, T] (EOS included);
+      ratings [N, K] in the order of `attributes`; rating_mask [N, K] (1.0
+      where the record rates that attribute).
+    """
+    values, present = [], []
+    for i, r in enumerate(records):
+        where = f"{source}: record {i}" if lines is None else f"{source}:{lines[i]}"
+        if not isinstance(r, Ratings):
+            raise ValueError(f"{where}: a {type(r).__name__}, not a Ratings record")
+        try:
+            v, m = r.values(attributes)
+        except DataFormatError as e:
+            raise ValueError(f"{where}: {e} (config data.attributes)") from None
+        values.append(v)
+        present.append(m)
+    try:
+        enc = encode_completions(
+            tokenizer,
+            [r.prompt for r in records],
+            [r.response for r in records],
+            max_prompt_len=prompt_length,
+            max_completion_len=completion_length,
+            add_bos=tokenizer.default_add_bos,
+        )
+    except ValueError as e:
+        raise _source_error(source, e, "data.prompt_length / data.completion_length") from None
+    k = len(attributes)
+    enc["ratings"] = np.array(values, np.float32).reshape(len(records), k)
+    enc["rating_mask"] = np.array(present, np.float32).reshape(len(records), k)
+    return enc
+
+
+def ratings_of_split(config, task, tokenizer: Tokenizer, split: str) -> dict[str, np.ndarray]:
+    """The rm kind's rated responses of `split` (data.ratings_path / ratings_test_path or generated)."""
+    c = config
+    path = c.data.ratings_path if split == "train" else c.data.ratings_test_path
+    records = load_records(
+        task,
+        "ratings",
+        path=path,
+        num=c.data.num_train if split == "train" else c.data.num_test,
+        split=split,
+        seed=c.seed,
+        error_rate=c.data.error_rate,
+    )
+    return encode_ratings(
+        tokenizer,
+        records,
+        attributes=list(c.data.attributes),
+        prompt_length=c.data.prompt_length,
+        completion_length=c.data.completion_length,
+        source=path or f"generated {split} ratings",
+        lines=record_lines(path) if path else None,
+    )
+
+
 def encode_step_records(
     tokenizer: Tokenizer,
     records: Sequence[StepLabels],
@@ -364,3 +607,31 @@ class ArrayBatches:
 
     def set_state(self, state) -> None:
         self._rows.set_state(state)
+
+
+class JointBatches:
+    """Batches of several datasets drawn side by side: one dict, each part's keys prefixed.
+
+    Args:
+      parts: prefix → ArrayBatches (e.g. {"": pairs, "rated_": ratings}).
+    """
+
+    def __init__(self, parts: dict[str, ArrayBatches]):
+        self.parts = parts
+
+    @property
+    def num_rows(self) -> int:
+        return min(p.num_rows for p in self.parts.values())
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        out = {}
+        for prefix, part in self.parts.items():
+            out.update({prefix + k: v for k, v in next(part).items()})
+        return out
+
+    def get_state(self) -> dict:
+        return {prefix or "_": p.get_state() for prefix, p in self.parts.items()}
+
+    def set_state(self, state) -> None:
+        for prefix, p in self.parts.items():
+            p.set_state(state[prefix or "_"])

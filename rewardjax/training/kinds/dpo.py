@@ -9,6 +9,14 @@ sums, which are either precomputed once for the whole dataset before training
 separate compiled forward (never inside the gradient). Every loss of
 `PREFERENCE_LOSSES` is selectable by `objective.loss`; `adpo_anchored` sees
 each pair as a list of K = 2 candidates with target q = (1, 0).
+
+With `data.format="lists"` the data are ranked lists (`RankedList`, JSONL
+format "ranked_lists", or generated from the task) of K = `data.list_size`
+candidates each, and `adpo_anchored` (the only listwise loss) matches a
+target q over them: `objective.target` "top1", "softmax_scores" (at
+`objective.target_temperature`) or "ranking" (q ∝ 1/rank), see
+`kinds.data.list_targets`. All K candidates of a batch's B lists go through
+one [B·K]-row forward.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from rewardjax.training.kinds.data import (
     ArrayBatches,
     encode_pairs,
     encode_train_pairs,
+    lists_of_split,
     load_records,
 )
 from rewardjax.training.rollout import evaluate_policy
@@ -37,13 +46,19 @@ from rewardjax.training.rollout import evaluate_policy
 Array = jax.Array
 
 __all__ = [
+    "DATA_FORMATS",
     "PreferenceObjective",
     "load_reference",
+    "make_list_preference_loss",
     "make_preference_loss",
     "sequence_logprob_sums",
 ]
 
 _PAIR_LOSS_ARGS = ("chosen_lengths", "rejected_lengths", "total_weight")
+# data.format of the dpo kind.
+DATA_FORMATS = ("pairs", "lists")
+# The preference losses that take K candidates and a target distribution.
+LIST_LOSSES = ("adpo_anchored",)
 
 
 def sequence_logprob_sums(
@@ -156,11 +171,59 @@ def make_preference_loss(
     return preference_loss
 
 
-class PreferenceObjective:
-    """objective.kind = "dpo": a preference loss on pairs against a frozen reference.
+def make_list_preference_loss(model: models.Decoder, *, loss_kwargs: dict, logprob_impl: str):
+    """`adpo_anchored` on ranked lists: `(params, minibatch, rng, totals) -> (loss, metrics)`.
 
-    Config keys read: objective.{loss, kwargs, pair_weights}, reference.{path, precompute},
-    data.{train_path, test_path, num_train, num_test, prompt_length,
+    Minibatch keys: prompt_tokens, prompt_mask [B, L]; list_tokens, list_mask
+    [B, K, T]; target [B, K] (q); ref_logps [B, K] (reference log-prob sums).
+    """
+    loss_fn = bind(
+        PREFERENCE_LOSSES.get("adpo_anchored"),
+        loss_kwargs,
+        what="objective.kwargs",
+        reserved={k: "the batch" for k in ("candidate_mask", "weights", "total_weight")},
+    )
+
+    def list_preference_loss(params, mb, rng, totals):
+        del rng
+        b, k, t = mb["list_tokens"].shape
+        tokens = mb["list_tokens"].reshape(b * k, t)
+        mask = mb["list_mask"].reshape(b * k, t)
+        logp, entropy = forward.completion_logprobs(
+            model,
+            params["policy"],
+            jnp.repeat(mb["prompt_tokens"], k, axis=0),
+            jnp.repeat(mb["prompt_mask"], k, axis=0),
+            tokens,
+            mask,
+            impl=logprob_impl,
+            group_size=k,  # the K candidates of a list share its prompt: run it once
+        )
+        sums = jnp.sum(logp * mask, axis=-1).reshape(b, k)
+        loss, metrics = loss_fn(
+            sums,
+            jax.lax.stop_gradient(mb["ref_logps"]),
+            mb["target"],
+            total_weight=totals["num_rows"],
+        )
+        metrics = dict(metrics)
+        # Candidates are stored best first: column 0 is the list's best response.
+        metrics["logp_best"] = jax.lax.stop_gradient(jnp.mean(sums[:, 0]))
+        metrics["logp_mean"] = jax.lax.stop_gradient(jnp.mean(sums))
+        metrics["entropy"] = jax.lax.stop_gradient(
+            jnp.sum(entropy * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+        )
+        return loss, metrics
+
+    return list_preference_loss
+
+
+class PreferenceObjective:
+    """objective.kind = "dpo": a preference loss on pairs or ranked lists against a frozen reference.
+
+    Config keys read: objective.{loss, kwargs, pair_weights, target,
+    target_temperature}, reference.{path, precompute}, data.{format,
+    list_size, train_path, test_path, num_train, num_test, prompt_length,
     completion_length}, batch_size, seed, logprob_impl, eval.*.
     """
 
@@ -170,6 +233,7 @@ class PreferenceObjective:
     def __init__(self, config, *, tokenizer: Tokenizer, model_config, model, params, task):
         c = self.config = config
         self.tokenizer, self.model_config, self.task = tokenizer, model_config, task
+        self.listwise = _check_format(c)
         self.ref_config, self.ref_params = load_reference(
             c.reference, policy_config=model_config, policy_params=params
         )
@@ -181,6 +245,42 @@ class PreferenceObjective:
         self._policy_fn = jax.jit(
             functools.partial(sequence_logprob_sums, model, impl=c.logprob_impl)
         )
+        if self.listwise:
+            arrays = lists_of_split(c, task, tokenizer, "train")
+            self.test = lists_of_split(c, task, tokenizer, "test")
+            self.loss = make_list_preference_loss(
+                model, loss_kwargs=dict(c.objective.kwargs), logprob_impl=c.logprob_impl
+            )
+        else:
+            arrays = self._train_pairs(params)
+            test = load_records(
+                task,
+                "preference_pairs",
+                path=c.data.test_path,
+                num=c.data.num_test,
+                split="test",
+                seed=c.seed,
+            )
+            self.test = encode_pairs(
+                tokenizer,
+                test,
+                prompt_length=c.data.prompt_length,
+                completion_length=c.data.completion_length,
+                source=c.data.test_path or "generated test pairs",
+            )
+            self.loss = make_preference_loss(
+                model,
+                loss_name=c.objective.loss,
+                loss_kwargs=dict(c.objective.kwargs),
+                logprob_impl=c.logprob_impl,
+            )
+        if c.reference.precompute:
+            arrays.update(self._reference_sums(arrays))
+        self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
+        self.test.update(self._reference_sums(self.test))
+
+    def _train_pairs(self, params) -> dict[str, np.ndarray]:
+        c = self.config
         rule = c.objective.pair_weights
         weight_field = rule.removeprefix("field:") if rule.startswith("field:") else ""
         if rule not in ("", "margin") and not weight_field:
@@ -190,9 +290,9 @@ class PreferenceObjective:
             )
         arrays = encode_train_pairs(
             c,
-            task,
-            tokenizer=tokenizer,
-            model_config=model_config,
+            self.task,
+            tokenizer=self.tokenizer,
+            model_config=self.model_config,
             params=params,
             weight_field=weight_field,
         )
@@ -200,31 +300,7 @@ class PreferenceObjective:
             if np.any(arrays["margin"] < 0):
                 raise ValueError("objective.pair_weights='margin' needs margins >= 0")
             arrays["weight"] = arrays["margin"]
-        if c.reference.precompute:
-            arrays.update(self._reference_sums(arrays))
-        self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
-        test = load_records(
-            task,
-            "preference_pairs",
-            path=c.data.test_path,
-            num=c.data.num_test,
-            split="test",
-            seed=c.seed,
-        )
-        self.test = encode_pairs(
-            tokenizer,
-            test,
-            prompt_length=c.data.prompt_length,
-            completion_length=c.data.completion_length,
-            source=c.data.test_path or "generated test pairs",
-        )
-        self.test.update(self._reference_sums(self.test))
-        self.loss = make_preference_loss(
-            model,
-            loss_name=c.objective.loss,
-            loss_kwargs=dict(c.objective.kwargs),
-            logprob_impl=c.logprob_impl,
-        )
+        return arrays
 
     def _sums(self, fn, params, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Log-prob sums of both sides, in chunks of batch_size rows (one compiled shape)."""
@@ -247,7 +323,26 @@ class PreferenceObjective:
                 )
         return {side: np.concatenate(v)[:n] for side, v in out.items()}
 
+    def _list_sums(self, fn, params, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        """Log-prob sums [N, K] of every candidate, batch_size lists (B·K rows) per call."""
+        size = self.config.batch_size
+        n, k, t = arrays["list_tokens"].shape
+        out = []
+        for start in range(0, n, size):
+            idx = np.arange(start, start + size) % n  # the last chunk wraps around
+            sums = fn(
+                params,
+                np.repeat(arrays["prompt_tokens"][idx], k, axis=0),
+                np.repeat(arrays["prompt_mask"][idx], k, axis=0),
+                arrays["list_tokens"][idx].reshape(size * k, t),
+                arrays["list_mask"][idx].reshape(size * k, t),
+            )
+            out.append(np.asarray(sums).reshape(size, k))
+        return np.concatenate(out)[:n]
+
     def _reference_sums(self, arrays) -> dict[str, np.ndarray]:
+        if self.listwise:
+            return {"ref_logps": self._list_sums(self._ref_fn, self.ref_params, arrays)}
         sums = self._sums(self._ref_fn, self.ref_params, arrays)
         return {"ref_chosen": sums["chosen"], "ref_rejected": sums["rejected"]}
 
@@ -255,20 +350,35 @@ class PreferenceObjective:
         batch = next(self.data)
         if not self.config.reference.precompute:
             batch.update(self._reference_sums(batch))
-        tokens = float(batch["chosen_mask"].sum() + batch["rejected_mask"].sum())
+        if self.listwise:
+            tokens = float(batch["list_mask"].sum())
+        else:
+            tokens = float(batch["chosen_mask"].sum() + batch["rejected_mask"].sum())
         return batch, {"data/tokens": tokens}
 
-    def evaluate(self, params, rng) -> dict[str, float]:
-        """Held-out pass@k of the policy, and the implicit-reward accuracy on held-out pairs."""
-        c = self.config
+    def _held_out_preferences(self, params) -> dict[str, float]:
+        if self.listwise:
+            # The implicit reward log π − log π_ref ranks each held-out list.
+            rewards = self._list_sums(self._policy_fn, params["policy"], self.test)
+            rewards = rewards - self.test["ref_logps"]
+            best = np.argmax(self.test["target"], -1)
+            return {
+                "lists/top1_accuracy": float(np.mean(np.argmax(rewards, -1) == best)),
+                "lists/best_reward_mean": float(np.mean(rewards[:, 0])),
+            }
         sums = self._sums(self._policy_fn, params["policy"], self.test)
         margin = (sums["chosen"] - self.test["ref_chosen"]) - (
             sums["rejected"] - self.test["ref_rejected"]
         )
-        out = {
+        return {
             "pairs/reward_accuracy": float(np.mean(margin > 0)),
             "pairs/margin_mean": float(np.mean(margin)),
         }
+
+    def evaluate(self, params, rng) -> dict[str, float]:
+        """Held-out pass@k of the policy, and the implicit-reward accuracy on held-out pairs or lists."""
+        c = self.config
+        out = self._held_out_preferences(params)
         problems = self.task.problems(0, c.eval.num_problems, split="test", seed=c.seed)
         out.update(
             evaluate_policy(
@@ -282,3 +392,36 @@ class PreferenceObjective:
             )
         )
         return out
+
+
+def _check_format(c) -> bool:
+    """Whether the run is listwise; a data format or target its loss cannot take is an error."""
+    fmt = c.data.format
+    if fmt not in DATA_FORMATS:
+        raise ValueError(f"config data.format={fmt!r}; known: {', '.join(DATA_FORMATS)}")
+    if fmt == "pairs":
+        if c.objective.target != "top1":
+            raise ValueError(
+                f"config objective.target={c.objective.target!r} needs data.format='lists' "
+                "(a pair's target is q = (1, 0), 'top1')"
+            )
+        return False
+    if c.objective.loss not in LIST_LOSSES:
+        raise ValueError(
+            f"config data.format='lists' with objective.loss={c.objective.loss!r}: only "
+            f"{', '.join(LIST_LOSSES)} takes lists of K candidates"
+        )
+    k = c.data.list_size
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ValueError(f"config data.list_size={k!r} must be an integer >= 2")
+    if c.objective.pair_weights:
+        raise ValueError(
+            f"config objective.pair_weights={c.objective.pair_weights!r} weighs pairs; "
+            "leave it empty with data.format='lists'"
+        )
+    if c.data.pairs_from != "task":
+        raise ValueError(
+            f"config data.pairs_from={c.data.pairs_from!r} samples pairs; lists come from "
+            "data.train_path or the task (leave it 'task')"
+        )
+    return True

@@ -192,3 +192,103 @@ def test_pair_weights_from_a_jsonl_field_train_and_bad_weights_fail(tmp_path):
         offline.OfflineTrainer(config("field:q"), str(tmp_path / "missing"))
     with pytest.raises(ValueError, match=r"objective.pair_weights='reward'; known"):
         offline.OfflineTrainer(config("reward"), str(tmp_path / "rule"))
+
+
+# ---------------------------------------------------------------- ranked lists (adpo_anchored)
+
+
+def test_list_targets_by_hand():
+    from rewardjax.data.formats import RankedList
+    from rewardjax.training.kinds.data import list_targets
+
+    # Five responses, K = 3: the best three by score (b, a, d), best first.
+    lst = RankedList(
+        prompt="Q", responses=["a", "b", "c", "d", "e"], scores=[0.5, 1.0, 0.0, 0.25, -1.0]
+    )
+
+    def q(target, temperature=1.0):
+        kept, out = list_targets(
+            [lst], list_size=3, target=target, temperature=temperature, where=["x"]
+        )
+        assert kept == [["b", "a", "d"]]
+        return out[0]
+
+    np.testing.assert_allclose(q("top1"), [1.0, 0.0, 0.0])
+    # 1/rank normalised: (1, 1/2, 1/3) / (11/6).
+    np.testing.assert_allclose(q("ranking"), [6 / 11, 3 / 11, 2 / 11], rtol=1e-6)
+    # softmax((1.0, 0.5, 0.25) / 0.5) = softmax(2, 1, 0.5).
+    z = np.exp([2.0, 1.0, 0.5])
+    np.testing.assert_allclose(q("softmax_scores", 0.5), z / z.sum(), rtol=1e-6)
+    # A ranking without scores: softmax_scores has nothing to read.
+    ranked = RankedList(prompt="Q", responses=["a", "b", "c"], ranking=[2, 0, 1])
+    with pytest.raises(ValueError, match=r"lists.jsonl:7: .*needs 'scores'"):
+        list_targets([ranked], list_size=3, target="softmax_scores", where=["lists.jsonl:7"])
+    kept, _ = list_targets([ranked], list_size=2, target="top1", where=["x"])
+    assert kept == [["c", "a"]]
+
+
+def _list_config(target: str, **data):
+    c = dpo_arithmetic.get_config(f"runlocal=True,loss=adpo_anchored,format=lists,target={target}")
+    c.export_hf = False
+    c.eval.every = 0
+    for k, v in data.items():
+        c.data[k] = v
+    return c
+
+
+@pytest.mark.parametrize("target", ["top1", "softmax_scores", "ranking"])
+def test_adpo_on_lists_starts_at_kl_to_uniform_and_learns(target, tmp_path):
+    from rewardjax.training.step import batch_totals
+
+    # Eight lists, one batch: a few steps from a random start fit them (the
+    # reference is that start, τ = 1/β = 10).
+    c = _list_config(target, num_train=8)
+    c.optim.learning_rate = 1e-3
+    c.optim.warmup_steps = 0
+    c.optim.schedule = "constant"
+    trainer = offline.OfflineTrainer(c, str(tmp_path / target))
+    k = c.data.list_size
+    batch, _ = trainer.objective.next_batch()
+    assert batch["list_tokens"].shape[:2] == (c.batch_size, k)  # [B, K, T]
+    loss_fn = jax.jit(trainer.objective.loss)
+
+    def loss():
+        return float(loss_fn(trainer.state.params, batch, None, batch_totals(batch))[0])
+
+    # π_θ = π_ref: softmax(0, …, 0) is uniform, so the loss is the batch mean of
+    # KL(q ‖ 1/K) = Σ_k q_k·log(K·q_k).
+    q = batch["target"].astype(np.float64)
+    np.testing.assert_allclose(q.sum(-1), 1.0, rtol=1e-6)
+    kl = np.where(q > 0, q * np.log(np.where(q > 0, q * k, 1.0)), 0.0).sum(-1)
+    start = loss()
+    np.testing.assert_allclose(start, kl.mean(), rtol=1e-4)
+    if target == "top1":
+        np.testing.assert_allclose(start, math.log(k), rtol=1e-5)
+    else:  # soft targets: strictly between 0 and log K
+        assert 0.0 < start < math.log(k) - 0.1
+    for _ in range(5):
+        trainer.train_step()
+    assert loss() < 0.9 * start, (start, loss())
+
+
+def test_lists_need_adpo_anchored_and_enough_responses(tmp_path):
+    from rewardjax.data.formats import write_jsonl
+
+    c = dpo_arithmetic.get_config("runlocal=True,format=lists")
+    with pytest.raises(ValueError, match=r"data.format='lists' with objective.loss='dpo_sigmoid'"):
+        offline.OfflineTrainer(c, str(tmp_path / "loss"))
+    # The second list of the file has 3 responses: short of list_size = 4.
+    task = TASKS.get("arithmetic_chain")(num_steps=3, max_operand=9)
+    lists = generators.ranked_lists(task, num=2, num_responses=4)
+    short = generators.ranked_lists(task, start=2, num=1, num_responses=3)
+    path = tmp_path / "lists.jsonl"
+    write_jsonl(str(path), lists[:1] + short + lists[1:])
+    path.write_text(path.read_text().replace("\n", "\n\n", 1))  # a blank line 2
+    c = _list_config("top1", train_path=str(path))
+    with pytest.raises(
+        ValueError, match=r"lists.jsonl:3: 3 responses, fewer than data.list_size=4"
+    ):
+        offline.OfflineTrainer(c, str(tmp_path / "short"))
+    c = dpo_arithmetic.get_config("runlocal=True,loss=adpo_anchored,target=ranking")
+    with pytest.raises(ValueError, match=r"objective.target='ranking' needs data.format='lists'"):
+        offline.OfflineTrainer(c, str(tmp_path / "pairs"))
