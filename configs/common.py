@@ -130,10 +130,23 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     )
     c.entropy_coef = 0.0
     c.critic = dict(enabled=False, coef=0.5, clip=0.5)
-    # Reward sources: name → weight and kwargs; "task_correct" grades with the task's checker.
+    # Reward sources: key → {weight, kwargs[, name, gate]}; "task_correct" grades with the
+    # task's checker, gate="task_correct" counts a source only where the answer is right.
+    # Every key here, in a source and in a shaping step is checked at start
+    # (rewardjax/training/rl_rewards.py documents them).
     c.rewards = dict(
         sources={"task_correct": dict(weight=1.0, kwargs={})},
+        # unscorable: a sample whose reward function raised, timed out or gave a
+        # non-finite score scores `fallback` ("fallback"), or its row is left out
+        # of the advantage and its group's statistics ("exclude"; None too).
+        unscorable="fallback",
         fallback=0.0,
+        # The task checker's outcome as {0, 1} ("01") or {-1, +1} ("pm1").
+        verifier_scale="01",
+        # Ordered rewardjax.rewards.shaping steps on the combined reward, e.g.
+        # [dict(name="reward_clip", low=-1.0, high=1.0)].
+        shaping=[],
+        # Threads and processes of the reward-function pools (0: their defaults).
         num_workers=0,
         timeout_s=10.0,
     )

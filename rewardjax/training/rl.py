@@ -132,6 +132,7 @@ class RLTrainer(Trainer):
             task=self.task,
             tokenizer=self.tokenizer,
             max_new_tokens=c.rollout.max_new_tokens,
+            group_size=self.group_size,
         )
         loss = rl_loss_from_config(c, self.policy, self.critic, logprob_impl=c.logprob_impl)
         self.advantage_estimator = advantage_estimator(c.advantage.name, c.advantage.kwargs)
@@ -168,9 +169,21 @@ class RLTrainer(Trainer):
                 "curation.zero_variance='mask' drops groups whose rewards are all equal; with "
                 "rollout.group_size=1 every group is one row, so every row would be dropped"
             )
+        # Process (token-level) rewards need an estimator that reads them.
+        token_sources = self.rewards.token_level_sources
+        reads_tokens = takes_input(self.advantage_estimator, "token_rewards") or takes_input(
+            self.advantage_estimator, "process_rewards"
+        )
+        if token_sources and not reads_tokens:
+            raise ValueError(
+                f"rewards.sources {token_sources} give token-level (process) rewards, but "
+                f"advantage.name={c.advantage.name!r} reads only the outcome, so they would be "
+                "dropped: pick an estimator that reads token rewards (reinforce_pp, "
+                "token_reward_returns, gae, prime_combined_rloo) or the source's credit='none'"
+            )
         # ReMax's baseline: the reward of one greedy rollout per prompt.
         self.greedy_baseline = takes_input(self.advantage_estimator, "baseline_rewards")
-        self.exclude_unscorable = c.rewards.get("unscorable", "fallback") == "exclude"
+        self.exclude_unscorable = self.rewards.unscorable == "exclude"
         if self.exclude_unscorable and not takes_input(self.advantage_estimator, "valid"):
             raise ValueError(
                 f"rewards.unscorable='exclude' leaves unscorable rows out of their group's "
@@ -285,6 +298,8 @@ class RLTrainer(Trainer):
                 lengths=lengths,
                 truncated=truncated,
                 tokens=out.tokens,
+                # A distinct seed per curation round (step-seeded shaping, e.g. noise flips).
+                step=self.step * c.curation.max_rounds + rounds,
             )
             for k, v in info["stats"].items():
                 reward_stats[k] = reward_stats.get(k, 0.0) + v
@@ -357,6 +372,8 @@ class RLTrainer(Trainer):
             lengths=out.lengths,
             truncated=truncated_rows(out, self.tokenizer.stop_ids),
             tokens=out.tokens,
+            group_ids=np.arange(len(problems)),  # one greedy row per prompt
+            step=self.step,
         )
         return np.asarray(scores, np.float32)
 

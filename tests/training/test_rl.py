@@ -585,3 +585,33 @@ def test_oversampling_fills_the_batch_from_extra_prompts(tmp_path):
     c.curation.dynamic_sampling = False
     with pytest.raises(ValueError, match=r"curation.oversample=4 samples extra prompts"):
         rl.RLTrainer(c, str(tmp_path / "b"))
+
+
+@register_reward("testonly_half_unscorable")
+def _half_unscorable(prompts, completions, fields, **kwargs):
+    # NaN (unscorable) on odd-length completions, the length parity otherwise.
+    return [float("nan") if len(c) % 2 else 1.0 for c in completions]
+
+
+def test_reward_shaping_gates_and_unscorable_rows_in_the_rl_loop(tmp_path):
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.rewards.sources = {
+        "task_correct": dict(weight=1.0, kwargs={}),
+        "test_length_parity": dict(weight=0.5, kwargs={}, gate="task_correct"),
+        "testonly_half_unscorable": dict(weight=1.0, kwargs={}),
+    }
+    c.rewards.unscorable = "exclude"
+    c.rewards.shaping = [dict(name="reward_clip", low=0.0, high=0.75)]
+    c.steps = 1
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path))
+    batch, _, metrics = trainer.collect()
+    valid = batch["valid"]
+    assert 0 < valid.sum() < len(valid) and metrics["reward/unscorable_frac"] > 0
+    # A random policy is never right: the gated parity reward never counts, and the
+    # clip caps the rest (1.0 → 0.75); unscorable rows score 0.
+    np.testing.assert_allclose(batch["rewards"], np.where(valid, 0.75, 0.0))
+    device, prep = trainer.prepare(batch)
+    assert np.all(np.asarray(device["advantages"])[~valid] == 0)
+    assert prep["rollout/unscorable_frac"] == pytest.approx(1 - valid.mean())
+    trainer.run()

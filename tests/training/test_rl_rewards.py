@@ -203,3 +203,13 @@ def test_prm_step_rewards_spread_over_their_tokens(tmp_path):
                 info["token_rewards"][i, lo:hi], 0.5 * p[i][s] / (hi - lo), rtol=1e-5
             )
         assert np.all(info["token_rewards"][i, 17:] == 0)
+
+
+def test_process_rewards_with_an_outcome_only_estimator_fail_at_start(tmp_path):
+    prm_dir = _export(tmp_path, "prm", ("lm", "prm"))
+    c = grpo_arithmetic_prm.get_config(f"runlocal=True,prm_path={prm_dir},credit=sum_form")
+    c.advantage = dict(name="grpo_group_norm", kwargs={})  # reads the outcome only
+    with pytest.raises(ValueError, match=r"\['prm_reward'\] give token-level .*'grpo_group_norm'"):
+        rl.RLTrainer(c, str(tmp_path / "a"))
+    c.advantage = dict(name="reinforce_pp_baseline", kwargs={})
+    assert rl.RLTrainer(c, str(tmp_path / "b")).rewards.token_level_sources == ["prm_reward"]
