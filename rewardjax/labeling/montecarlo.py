@@ -240,6 +240,7 @@ def monte_carlo_values(
     rng: jax.Array,
     separator: str = "\n",
     on_grader_error: str = "raise",
+    max_prefixes: int | None = None,
 ) -> PrefixValues:
     """Math-Shepherd labels: every step prefix of every solution rolled out K times.
 
@@ -252,21 +253,28 @@ def monte_carlo_values(
       rng: PRNG key of the rollouts.
       separator: joins the steps, and ends each prefix.
       on_grader_error: "raise" (default), or "skip" the solution and count it.
+      max_prefixes: value only the first M prefixes of each solution (all
+        rolled out when M < S_i: none of them is the whole solution).
 
     Returns:
-      PrefixValues, values[i] of shape [S_i].
+      PrefixValues, values[i] of shape [min(S_i, M)].
     """
     _check_inputs(problems, solutions, k, separator, on_grader_error)
+    if max_prefixes is not None and max_prefixes < 1:
+        raise ValueError(f"max_prefixes={max_prefixes} must be >= 1")
     start = time.perf_counter()
     skipped: dict[str, int] = {}
     outcomes = grade_solutions(
         problems, solutions, grade=grade, separator=separator, on_grader_error=on_grader_error
     )
+    counts = [min(len(steps), max_prefixes or len(steps)) for steps in solutions]
+    # Every prefix but the whole solution is rolled out; the solution is graded.
     jobs = [
         (i, s)
         for i, steps in enumerate(solutions)
         if outcomes[i] is not None
-        for s in range(len(steps) - 1)
+        for s in range(counts[i])
+        if s < len(steps) - 1
     ]
     prompts = [problems[i].prompt + prefix_text(solutions[i], s, separator) for i, s in jobs]
     completer.check_lengths(prompts, [f"solution {i} step {s}" for i, s in jobs])
@@ -277,8 +285,9 @@ def monte_carlo_values(
             skipped["grader_error"] = skipped.get("grader_error", 0) + 1
             values.append(None)
         else:
-            v = np.full(len(steps), np.nan)
-            v[-1] = float(outcomes[i])
+            v = np.full(counts[i], np.nan)
+            if counts[i] == len(steps):
+                v[-1] = float(outcomes[i])
             values.append(v)
     for (i, s), continuations in zip(jobs, texts):
         if values[i] is None:

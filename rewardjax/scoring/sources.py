@@ -10,20 +10,25 @@ Chosen in `config.rewards.sources` by key or `name` (see
                         (sum_form, min_form, clip, delta) placed at step-end tokens
   implicit_prm_reward   the same for an implicit PRM's σ(Q_s) (aggregation) or its
                         step rewards β·Σ_{t ∈ s} q_t (credit)
+  pav_progress_reward   PAV's progress α·(V^μ(h_≤s) − V^μ(h_<s)) under a prover policy μ,
+                        its values estimated by Monte Carlo rollouts, at step-end tokens
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rewardjax.data.steps import policy_step_ends, split_steps
 from rewardjax.inference.selection import PRM_AGGREGATIONS, prm_aggregate
+from rewardjax.labeling.montecarlo import Completer, monte_carlo_values
 from rewardjax.objectives.credit import (
     clip_delta_bounded,
     min_form_returns,
+    pav_progress,
     returns_to_step_rewards,
     step_to_token,
 )
@@ -43,6 +48,7 @@ __all__ = [
     "implicit_prm_reward",
     "orm_ensemble_reward",
     "orm_reward",
+    "pav_progress_reward",
     "prm_reward",
 ]
 
@@ -56,13 +62,14 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class ModelRewardSource:
     """One model-based reward source of the RL loop.
 
-    `__call__(prompts, completions, *, tokens, lengths)` returns
-    (scores [B] or None, token_rewards [B, T] or None, stats).
+    `__call__(prompts, completions, *, tokens, lengths, problems)` returns
+    (scores [B] or None, token_rewards [B, T] or None, stats). `problems` are
+    the rows' task problems (a source that grades rollouts reads them).
     """
 
     token_level = False
 
-    def __call__(self, prompts, completions, *, tokens=None, lengths=None):
+    def __call__(self, prompts, completions, *, tokens=None, lengths=None, problems=None):
         raise NotImplementedError
 
 
@@ -72,7 +79,7 @@ class _OutcomeSource(ModelRewardSource):
             raise ValueError(f"transform={transform!r}; known: raw, sigmoid")
         self.scorer, self.transform = scorer, transform
 
-    def __call__(self, prompts, completions, *, tokens=None, lengths=None):
+    def __call__(self, prompts, completions, *, tokens=None, lengths=None, problems=None):
         scores = np.asarray(self.scorer.scores(prompts, completions), np.float64)
         if self.transform == "sigmoid":
             scores = _sigmoid(scores)
@@ -168,7 +175,7 @@ class _ProcessSource(ModelRewardSource):
         self.policy_tokenizer, self.placement = policy_tokenizer, placement
         self.token_level = credit != "none"
 
-    def __call__(self, prompts, completions, *, tokens=None, lengths=None):
+    def __call__(self, prompts, completions, *, tokens=None, lengths=None, problems=None):
         steps = [split_steps(c, self.separator)[: self.max_steps] for c in completions]
         if self.credit == "none":
             scores = prm_aggregate(self.scorer.step_scores(prompts, steps), method=self.aggregation)
@@ -190,19 +197,35 @@ class _ProcessSource(ModelRewardSource):
             step_rewards = returns_to_step_rewards(min_form_returns(p, sm), sm)
         else:
             step_rewards = clip_delta_bounded(p, sm, mode=self.credit, threshold=self.threshold)
-        t = np.asarray(tokens).shape[1]
-        mask = (np.arange(t)[None, :] < np.asarray(lengths)[:, None]).astype(np.float32)
-        token_rewards = step_to_token(
-            step_rewards, jnp.asarray(step_end), sm, jnp.asarray(mask), mode=self.placement
+        token_rewards = _on_tokens(
+            step_rewards, step_end, step_mask, lengths, tokens, self.placement
         )
-        token_rewards = np.asarray(token_rewards, np.float32)
-        stats = {
-            "step_reward_mean": float(
-                np.sum(np.asarray(step_rewards)) / max(float(step_mask.sum()), 1.0)
-            ),
-            "total_mean": float(token_rewards.sum(axis=1).mean()),
-        }
-        return None, token_rewards, stats
+        return None, token_rewards, _step_stats(steps, step_rewards, step_mask, token_rewards)
+
+
+def _on_tokens(step_rewards, step_end, step_mask, lengths, tokens, placement: str) -> np.ndarray:
+    """[B, T] float32: step rewards [B, S] placed on the completion tokens (`step_to_token`)."""
+    t = np.asarray(tokens).shape[1]
+    mask = (np.arange(t)[None, :] < np.asarray(lengths)[:, None]).astype(np.float32)
+    token_rewards = step_to_token(
+        jnp.asarray(step_rewards),
+        jnp.asarray(step_end),
+        jnp.asarray(step_mask),
+        jnp.asarray(mask),
+        mode=placement,
+    )
+    return np.asarray(token_rewards, np.float32)
+
+
+def _step_stats(steps, step_rewards, step_mask, token_rewards) -> dict[str, float]:
+    """Reward-hacking signals of a process reward: steps per solution, step length, totals."""
+    step_mask = np.asarray(step_mask)
+    return {
+        "step_reward_mean": float(np.sum(np.asarray(step_rewards)) / max(step_mask.sum(), 1.0)),
+        "total_mean": float(token_rewards.sum(axis=1).mean()),
+        "steps_per_solution": float(np.mean([len(x) for x in steps])),
+        "step_chars_mean": float(np.mean([len(step) for x in steps for step in x] or [0.0])),
+    }
 
 
 @MODEL_REWARDS.register("prm_reward")
@@ -311,4 +334,135 @@ def implicit_prm_reward(
         max_steps=max_steps,
         policy_tokenizer=policy_tokenizer,
         placement=placement,
+    )
+
+
+class _ProgressSource(ModelRewardSource):
+    """PAV progress under a prover: Monte Carlo prefix values → α·(V_s − V_{s−1}) on step ends."""
+
+    token_level = True
+
+    def __init__(self, completer, *, task, k, coef, separator, max_steps, placement, seed):
+        if task is None:
+            raise ValueError("pav_progress_reward grades prover rollouts: needs the run's task")
+        if k < 1:
+            raise ValueError(f"k={k}: each prefix needs at least one prover rollout")
+        if max_steps < 1:
+            raise ValueError(f"max_steps={max_steps} must be >= 1")
+        if placement not in ("sparse", "spread"):
+            raise ValueError(f"placement={placement!r}; known: sparse, spread")
+        self.completer, self.task, self.k, self.coef = completer, task, k, coef
+        self.separator, self.max_steps, self.placement = separator, max_steps, placement
+        self._rng = jax.random.key(seed)
+
+    def _grade(self, problem, text: str) -> bool:
+        return self.task.grade(problem, text).correct
+
+    def __call__(self, prompts, completions, *, tokens=None, lengths=None, problems=None):
+        if tokens is None or lengths is None or problems is None:
+            raise ValueError("pav_progress_reward needs the rows' problems, tokens and lengths")
+        self._rng, key, prompt_key = jax.random.split(self._rng, 3)
+        steps = [split_steps(c, self.separator) for c in completions]
+        values = monte_carlo_values(
+            self.completer,
+            problems,
+            steps,
+            k=self.k,
+            grade=self._grade,
+            rng=key,
+            separator=self.separator,
+            max_prefixes=self.max_steps,
+        )
+        # V^μ of the prompt alone, once per distinct prompt (a group shares it).
+        distinct = list(dict.fromkeys(prompts))
+        first = {prompt: problems[prompts.index(prompt)] for prompt in distinct}
+        rollouts = self.completer.continuations(distinct, k=self.k, rng=prompt_key)
+        prompt_value = {
+            prompt: float(np.mean([self._grade(first[prompt], text) for text in texts]))
+            for prompt, texts in zip(distinct, rollouts)
+        }
+        num_steps = [len(v) for v in values.values]
+        width = max(num_steps)
+        v = np.zeros((len(steps), width), np.float32)
+        for i, row in enumerate(values.values):
+            v[i, : len(row)] = row
+        step_end, step_mask = policy_step_ends(
+            self.completer.tokenizer, tokens, lengths, num_steps, self.separator, width
+        )
+        step_rewards = pav_progress(
+            jnp.asarray(v),
+            jnp.asarray([prompt_value[p] for p in prompts], jnp.float32),
+            jnp.asarray(step_mask),
+            coef=self.coef,
+        )
+        token_rewards = _on_tokens(
+            step_rewards, step_end, step_mask, lengths, tokens, self.placement
+        )
+        stats = _step_stats(steps, step_rewards, step_mask, token_rewards)
+        stats.update(
+            prover_prompt_value=float(np.mean(list(prompt_value.values()))),
+            prover_rollouts=float(values.rollouts + self.k * len(distinct)),
+            prover_seconds=values.seconds,
+        )
+        return None, token_rewards, stats
+
+
+@MODEL_REWARDS.register("pav_progress_reward")
+def pav_progress_reward(
+    *,
+    prover_path: str,
+    coef: float,
+    k: int = 4,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    batch_prefixes: int = 64,
+    separator: str = "\n",
+    max_steps: int = 16,
+    placement: str = "sparse",
+    seed: int = 0,
+    policy_tokenizer: Tokenizer | None = None,
+    task=None,
+) -> ModelRewardSource:
+    """PAV process rewards: the progress of each step under a prover policy μ.
+
+      V^μ(h) = (1/K)·Σ_k 1[rollout k of μ from prefix h is graded correct]
+      reward_s = α·(V^μ(h_≤s) − V^μ(h_<s)),  h_<1 = the prompt alone
+
+    The value of the whole solution is its own grade; Σ_s reward_s =
+    α·(outcome − V^μ(prompt)). Added to the outcome reward of the
+    `task_correct` source, the effective reward is PAV's Q^π + α·A^μ.
+
+    Args:
+      prover_path: the prover μ, an exported causal LM: a different checkpoint
+        than the policy being trained (e.g. the SFT start, or a best-of-K prover).
+      coef: α.
+      k: prover rollouts per prefix.
+      temperature, max_new_tokens, batch_prefixes: the prover's sampling.
+      separator: the step separator.
+      max_steps: steps rewarded per completion (later steps get no reward).
+      placement: "sparse" (each step's last token) or "spread" (over its tokens).
+      seed: seed of the prover rollouts.
+      policy_tokenizer, task: supplied by the reward computer.
+
+    Source: "Rewarding Progress: Scaling Automated Process Verifiers for LLM
+    Reasoning" (PAV).
+    """
+    if policy_tokenizer is None:
+        raise ValueError("pav_progress_reward places rewards on policy tokens: needs its tokenizer")
+    completer = Completer.load(
+        prover_path,
+        tokenizer=policy_tokenizer,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        batch_prefixes=batch_prefixes,
+    )
+    return _ProgressSource(
+        completer,
+        task=task,
+        k=k,
+        coef=coef,
+        separator=separator,
+        max_steps=max_steps,
+        placement=placement,
+        seed=seed,
     )

@@ -192,7 +192,7 @@ class RewardComputer:
                 self._has_task_source = True
                 continue
             if spec.get("name", key) in MODEL_REWARDS:
-                self._models.append((key, _model_source(key, spec, tokenizer)))
+                self._models.append((key, _model_source(key, spec, tokenizer, task)))
                 continue
             self._function_keys.append(key)
             specs.append(
@@ -265,12 +265,22 @@ class RewardComputer:
         token_parts: dict[str, np.ndarray] = {}
         for key, source in self._models:
             model_scores, model_tokens, model_stats = source(
-                prompts, list(completions), tokens=tokens, lengths=np.asarray(lengths)
+                prompts,
+                list(completions),
+                tokens=tokens,
+                lengths=np.asarray(lengths),
+                problems=list(problems),
             )
             if model_scores is not None:
                 components[key] = np.asarray(model_scores, np.float64).reshape(n)
             if model_tokens is not None:
                 token_parts[key] = np.asarray(model_tokens, np.float64)
+                if self.task is not None:
+                    # Reward hacking shows as process reward that stops tracking correctness.
+                    totals = token_parts[key].sum(axis=1)
+                    for name, rows in (("correct", correct), ("incorrect", ~correct)):
+                        if rows.any():
+                            model_stats[f"total_{name}_mean"] = float(totals[rows].mean())
             stats.update({f"{key}/{k}": v for k, v in model_stats.items()})
 
         gate_open: dict[str, np.ndarray] = {}
@@ -486,12 +496,18 @@ def _flatten(stats: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _model_source(key: str, spec: Mapping[str, Any], tokenizer):
-    """Builds a `MODEL_REWARDS` source; errors name the config key."""
+def _model_source(key: str, spec: Mapping[str, Any], tokenizer, task):
+    """Builds a `MODEL_REWARDS` source; errors name the config key.
+
+    Every factory gets the policy tokenizer; one that grades (takes `task`) gets the task.
+    """
     name = spec.get("name", key)
     kwargs = dict(spec.get("kwargs") or {})
+    factory = MODEL_REWARDS.get(name)
+    if "task" in hyperparameters(factory):
+        kwargs["task"] = task
     try:
-        return MODEL_REWARDS.get(name)(**kwargs, policy_tokenizer=tokenizer)
+        return factory(**kwargs, policy_tokenizer=tokenizer)
     except TypeError as e:
         raise TypeError(f"config rewards.sources.{key} ({name}): {e}") from None
     except ValueError as e:

@@ -75,6 +75,22 @@ def test_a_correct_last_step_and_a_late_first_error():
     assert out.first_errors() == [None, 2]
 
 
+def test_max_prefixes_rolls_out_a_cut_solution_instead_of_grading_it():
+    script = {"a\n": ["Y", "N"], "a\nb\n": ["Y", "Y"]}
+    out = monte_carlo_values(
+        ScriptedCompleter(script),
+        [_problem()],
+        [["a", "b", "c"]],
+        k=2,
+        grade=_ends_in_y,
+        rng=jax.random.key(0),
+        max_prefixes=2,
+    )
+    # The whole solution ("c": graded 0) is past the cut, so prefix 1 is rolled out.
+    np.testing.assert_array_equal(out.values[0], [0.5, 1.0])
+    assert out.first_errors() == [None] and out.rollouts == 4
+
+
 def _solutions_with_error(num_steps, error):
     """Steps s0..s{S-1}; step `error` is "bad" (None: no bad step)."""
     return [("bad" if k == error else f"s{k}") for k in range(num_steps)]

@@ -34,7 +34,7 @@ def _field_value_reward(prompts, completions, fields, **kwargs):
 class _ConstantTokenRewards(ModelRewardSource):
     token_level = True
 
-    def __call__(self, prompts, completions, *, tokens=None, lengths=None):
+    def __call__(self, prompts, completions, *, tokens=None, lengths=None, problems=None):
         token_rewards = np.zeros((len(completions), 3))
         token_rewards[:, -1] = 1.0
         return None, token_rewards, {"mean": 1.0}
