@@ -166,7 +166,7 @@ class RewardSpec:
                 f"call rewardjax.rewards.{c['name']} in the RL loop instead of listing it "
                 "among host rewards"
             )
-        c = {k: _plain(v) for k, v in c.items()}
+        c = {k: plain_config(v) for k, v in c.items()}
         spec = cls(**c)
         if spec.timeout_s is None:
             spec = dataclasses.replace(spec, timeout_s=reward_info(spec.name).timeout_s)
@@ -182,14 +182,14 @@ class RewardSpec:
         return self.key or self.name
 
 
-def _plain(x: Any) -> Any:
+def plain_config(x: Any) -> Any:
     """Config containers (ml_collections ConfigDict, tuples) to plain dicts and lists."""
     if hasattr(x, "to_dict"):
         x = x.to_dict()
     if isinstance(x, Mapping):
-        return {k: _plain(v) for k, v in x.items()}
+        return {k: plain_config(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
+        return [plain_config(v) for v in x]
     return x
 
 

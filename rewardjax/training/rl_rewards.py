@@ -47,6 +47,7 @@ from rewardjax import scoring  # noqa: F401  (registers MODEL_REWARDS)
 from rewardjax.data.tasks.base import Problem
 from rewardjax.registry import MODEL_REWARDS, hyperparameters
 from rewardjax.rewards import shaping
+from rewardjax.rewards.base import plain_config
 
 # Keys of `config.rewards` with their defaults; "sources" has none.
 BLOCK_DEFAULTS: dict[str, Any] = dict(
@@ -119,7 +120,7 @@ class RewardComputer:
         max_new_tokens: int | None = None,
         group_size: int | None = None,
     ):
-        cfg = _plain(rewards_cfg)
+        cfg = plain_config(rewards_cfg)
         if not isinstance(cfg, Mapping):
             raise ValueError(f"config rewards must be a dict, got {rewards_cfg!r}")
         known = sorted(["sources", *BLOCK_DEFAULTS])
@@ -381,17 +382,6 @@ class RewardComputer:
                 f["max_length"] = self.max_new_tokens
             fields.append(f)
         return fields
-
-
-def _plain(x: Any) -> Any:
-    """Config containers (ml_collections ConfigDict, tuples) to plain dicts and lists."""
-    if hasattr(x, "to_dict"):
-        x = x.to_dict()
-    if isinstance(x, Mapping):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
-    return x
 
 
 def _check_keys(block: Mapping[str, Any], known: Sequence[str], where: str) -> None:
