@@ -287,35 +287,37 @@ def probability_of_improvement(
 
 
 def mean_ci_over_seeds(
-    groups: dict[str, Sequence[float]], *, reps: int = 2000, confidence: float = 0.95
+    groups: dict[str, Sequence[float]],
+    *,
+    reps: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """Mean and percentile CI over seeds per group, with rliable's own interval estimator.
+    """Mean and percentile bootstrap CI over seeds per group (rliable's interval, seeded).
 
     The table of `experiments/sweep.py` and of the benchmarks: each group is
-    one method on one task, its values one final score per seed.
+    one method on one task, its values one final score per seed. The interval
+    is `stratified_bootstrap_ci` of the mean, as rliable's
+    `get_interval_estimates` computes it, but drawn from a seeded Generator:
+    rliable draws from numpy's global RNG, so its intervals changed with
+    whatever ran before.
 
     Returns:
       {group: {mean, ci_low, ci_high, num_seeds}} for every non-empty group.
     """
-    from rliable import library as rly
-
     _check_bootstrap(reps, confidence)
-    scores = {
-        name: _scores(np.reshape(np.asarray(v, np.float64), (-1, 1)), name)
-        for name, v in groups.items()
-        if len(v)
-    }
-    if not scores:
-        return {}
-    estimates, intervals = rly.get_interval_estimates(
-        scores, lambda x: np.array([np.mean(x)]), reps=reps, confidence_interval_size=confidence
-    )
-    return {
-        name: {
-            "mean": float(estimates[name][0]),
-            "ci_low": float(intervals[name][0][0]),
-            "ci_high": float(intervals[name][1][0]),
-            "num_seeds": len(groups[name]),
+    out = {}
+    for name, values in groups.items():
+        if not len(values):
+            continue
+        scores = _scores(np.reshape(np.asarray(values, np.float64), (-1, 1)), name)
+        low, high = stratified_bootstrap_ci(
+            scores, batched_mean, reps=reps, confidence=confidence, seed=seed
+        )
+        out[name] = {
+            "mean": float(rliable_metrics.aggregate_mean(scores)),
+            "ci_low": float(low),
+            "ci_high": float(high),
+            "num_seeds": len(values),
         }
-        for name in scores
-    }
+    return out

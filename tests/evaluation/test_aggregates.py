@@ -129,7 +129,6 @@ def test_bad_input():
 def test_mean_ci_over_seeds_brackets_the_mean():
     from rewardjax.evaluation.aggregates import mean_ci_over_seeds
 
-    np.random.seed(0)  # rliable's bootstrap draws from numpy's global RNG
     out = mean_ci_over_seeds({"a": [0.8, 0.9, 0.85], "const": [0.5] * 3, "empty": []}, reps=500)
     assert set(out) == {"a", "const"}
     a = out["a"]
@@ -137,3 +136,26 @@ def test_mean_ci_over_seeds_brackets_the_mean():
     # Percentile interval of resampled means: inside the seeds' range, around the mean.
     assert 0.8 <= a["ci_low"] < 0.85 < a["ci_high"] <= 0.9
     assert out["const"]["ci_low"] == out["const"]["ci_high"] == 0.5
+
+
+def test_mean_ci_over_seeds_is_seeded_and_agrees_with_rliable():
+    from rliable import library as rly
+
+    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
+
+    values = [0.61, 0.55, 0.7, 0.52, 0.66]
+    np.random.seed(1)
+    first = mean_ci_over_seeds({"a": values}, reps=20000)["a"]
+    np.random.seed(2)  # the global RNG does not move our interval
+    assert mean_ci_over_seeds({"a": values}, reps=20000)["a"] == first
+    many = list(np.linspace(0.3, 0.9, 12) ** 2)
+    assert mean_ci_over_seeds({"a": many}, reps=300)["a"] != (
+        mean_ci_over_seeds({"a": many}, reps=300, seed=3)["a"]
+    )
+    # rliable's own estimator (global RNG) gives the same interval up to bootstrap noise.
+    np.random.seed(0)
+    _, ci = rly.get_interval_estimates(
+        {"a": np.reshape(values, (-1, 1))}, lambda x: np.array([np.mean(x)]), reps=20000
+    )
+    assert abs(first["ci_low"] - ci["a"][0][0]) < 0.01
+    assert abs(first["ci_high"] - ci["a"][1][0]) < 0.01
