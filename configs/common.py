@@ -130,6 +130,15 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     )
     c.entropy_coef = 0.0
     c.critic = dict(enabled=False, coef=0.5, clip=0.5)
+    # PRIME online (rewardjax/training/prime.py): an implicit PRM ψ, started from
+    # the initial policy, takes `updates` steps of its outcome cross-entropy on
+    # each step's rollouts (label: the task's `correct`) and gives token rewards
+    # β·log π_ψ/π_ref (π_ref: the frozen initial policy) to an advantage
+    # estimator that reads process rewards (prime_combined_rloo). update_order:
+    # "before" rewards the batch with ψ after this step's update (PRIME, verl),
+    # "after" with ψ before it. learning_rate: ψ's own (0: optim.learning_rate;
+    # ψ shares the rest of the optim block).
+    c.prime = dict(enabled=False, beta=0.05, learning_rate=0.0, updates=1, update_order="before")
     # Reward sources: key → {weight, kwargs[, name, gate]}; "task_correct" grades with the
     # task's checker, gate="task_correct" counts a source only where the answer is right.
     # Every key here, in a source and in a shaping step is checked at start

@@ -2,7 +2,7 @@ r"""The GRPO family as config changes on one base: pick `algo=` on the command l
 
   python -m experiments.train --config configs/rl_variants.py:algo=gspo,model_path=/tmp/sft/hf --workdir /tmp/gspo
 
-algo: grpo | dr_grpo | gspo | rloo | reinforce_pp | remax | cispo | gmpo (mechanisms.md §0-2).
+algo: grpo | dr_grpo | gspo | rloo | reinforce_pp | remax | cispo | gmpo | prime (mechanisms.md §0-2).
 advantage=<ADVANTAGES key>, loss=<POLICY_LOSSES key>: one mechanism on the variant, with
 its own default hyperparameters; tis_mode=<mode>: rollout-correction weights
 (docs/catalogue.md lists a command for every mechanism).
@@ -46,6 +46,15 @@ VARIANTS = {
     "remax": dict(
         advantage=dict(name="remax", kwargs={}),
         kl=dict(placement="reward", coef=0.001, estimator="kl_k1"),
+    ),
+    # PRIME: an implicit PRM trained online on the step's graded rollouts gives
+    # token rewards β·log π_ψ/π_ref (β = 0.05), combined with the outcome by
+    # leave-one-out per source (c_rm = c_gt = 5). The recipe's pass-rate filter
+    # (curation.pass_rate, ×4 oversampling) is left off: at runlocal sizes a
+    # random policy passes no prompt.
+    "prime": dict(
+        advantage=dict(name="prime_combined_rloo", kwargs=dict(rm_coef=5.0, gt_coef=5.0)),
+        prime=dict(enabled=True, beta=0.05, update_order="before"),
     ),
     "cispo": dict(
         loss=dict(name="cispo", aggregation="token_mean", kwargs=dict(clip_low=0.2, clip_high=0.2))

@@ -68,6 +68,10 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "kl.coef": _number(0.0),
     "entropy_coef": _number(-math.inf),
     "critic.coef": _number(0.0),
+    "prime.beta": _number(0.0, open_low=True),
+    # 0 = the policy's optim.learning_rate.
+    "prime.learning_rate": _number(0.0),
+    "prime.updates": _int_at_least(1),
     "eval.every": _int_at_least(0),
     "eval.num_problems": _int_at_least(1),
     "eval.num_samples": _int_at_least(1),

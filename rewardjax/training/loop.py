@@ -115,6 +115,11 @@ class Trainer:
     They implement `train_step()`, `evaluate()`, `progress_fields(metrics)`,
     and may extend `signature()` / `meta()` / `load_meta(meta)` with what a
     resume must check or bring back.
+
+    A trainer that trains a second model beside its main one (PRIME's implicit
+    PRM) puts that model's TrainState in `self.aux_states[name]` before
+    `restore()`: it is saved and restored with the main state, under the same
+    checksums, and its name joins the signature a resume checks.
     """
 
     desc = "train"
@@ -131,6 +136,8 @@ class Trainer:
         self.mesh = parallel.mesh_from_config(c.mesh)
         self.optimizer = make_optimizer(**c.optim)
         self.step = 0
+        # name → TrainState saved beside self.state (see the class docstring).
+        self.aux_states: dict[str, TrainState] = {}
         self.writer = MetricWriter(workdir)
         self.checkpointer = Checkpointer(
             workdir,
@@ -193,7 +200,7 @@ class Trainer:
     def signature(self) -> dict:
         """What a resume checks against the checkpoint (model shape; subclasses add)."""
         mc = self.model_config
-        return dict(
+        out = dict(
             vocab_size=mc.vocab_size,
             hidden_size=mc.hidden_size,
             num_layers=mc.num_layers,
@@ -201,6 +208,16 @@ class Trainer:
             num_kv_heads=mc.num_kv_heads,
             intermediate_size=mc.intermediate_size,
         )
+        # Only when there are any: checkpoints written without them stay resumable.
+        if self.aux_states:
+            out["aux_states"] = sorted(self.aux_states)
+        return out
+
+    def checkpoint_states(self) -> dict[str, TrainState]:
+        """The arrays a checkpoint holds: {"train": the main state, **aux_states}."""
+        if "train" in self.aux_states:
+            raise ValueError("aux_states: the name 'train' is the main state's")
+        return {"train": self.state, **self.aux_states}
 
     def meta(self) -> dict:
         """JSON saved beside the arrays; subclasses add their data position."""
@@ -212,7 +229,7 @@ class Trainer:
     def restore(self) -> None:
         """Resumes from the newest readable checkpoint, and trims the logs to its step."""
         restored = self.checkpointer.restore_latest(
-            {"train": self.state},
+            self.checkpoint_states(),
             check=lambda meta: check_compatible(meta["model"], self.signature()),
         )
         if restored is None:
@@ -231,6 +248,7 @@ class Trainer:
             return
         step, arrays, meta = restored
         self.state = arrays["train"]
+        self.aux_states = {name: arrays[name] for name in self.aux_states}
         # The key lives in the JSON: a host-local array cannot be saved by a multi-host run.
         self.rng = jax.random.wrap_key_data(np.asarray(meta["rng"], np.uint32))
         self.load_meta(meta)
@@ -248,7 +266,7 @@ class Trainer:
             config=self.config.to_dict(),
         )
         faults.maybe_kill("before_save", self.step)
-        self.checkpointer.save(self.step, {"train": self.state}, meta, metrics=metrics)
+        self.checkpointer.save(self.step, self.checkpoint_states(), meta, metrics=metrics)
         faults.maybe_kill("during_save", self.step)
 
     # ------------------------------------------------------------------ the loop

@@ -2,8 +2,10 @@
 
 GRPO, Dr.GRPO, DAPO, GSPO, RLOO, REINFORCE++ and PPO differ only in config:
 the advantage estimator, the policy loss and its aggregation, where the KL
-term goes, whether a critic is trained, and the curation rule. Old log-probs
-are recomputed by the trainer; their gap to the sampler's is logged.
+term goes, whether a critic is trained, and the curation rule. PRIME adds an
+implicit PRM trained online beside the policy (`prime.enabled`, prime.py).
+Old log-probs are recomputed by the trainer; their gap to the sampler's is
+logged.
 
   python -m experiments.train --config configs/grpo_arithmetic.py --workdir /tmp/grpo
 """
@@ -28,6 +30,7 @@ from rewardjax.objectives.advantages import outcome_to_token_rewards, zero_varia
 from rewardjax.objectives.kl import kl_in_reward
 from rewardjax.registry import KL_ESTIMATORS
 from rewardjax.training.loop import Trainer, finite_or_none
+from rewardjax.training.prime import OnlinePRM, check_prime_config
 from rewardjax.training.prompts import PromptSource
 from rewardjax.training.rl_loss import (
     advantage_estimator,
@@ -89,10 +92,11 @@ class RLTrainer(Trainer):
             )
             self.critic = models.build(critic_config, ("value",))
         self.create_state(train_params, train_logical)
-        # π_ref: the initial policy, a copy with the policy's shardings.
+        # π_ref: the initial policy, a copy with the policy's shardings (one copy
+        # serves the KL terms and PRIME's implicit PRM).
         self.ref_params = (
             jax.jit(lambda p: jax.tree.map(jnp.copy, p))(self.state.params["policy"])
-            if self.use_kl
+            if self.use_kl or c.prime.enabled
             else None
         )
         self.kl_coef = float(c.kl.coef)
@@ -154,6 +158,23 @@ class RLTrainer(Trainer):
                 functools.partial(forward.completion_values, self.critic),
                 out_shardings=batch_sharding,
             )
+        # PRIME online: the implicit PRM ψ, started from the initial policy and
+        # checkpointed with it, learns from each step's rollouts (prime.py).
+        self.prime = None
+        if c.prime.enabled:
+            self.prime = OnlinePRM(
+                c.prime,
+                model=self.policy,
+                policy_params=self.state.params["policy"],
+                logical=logical,
+                mesh=self.mesh,
+                optim=c.optim,
+                microbatches=c.microbatches,
+                group_size=self.prompt_group,
+                logprob_impl=c.logprob_impl,
+                chunked=self._chunked,
+            )
+            self.aux_states["prime"] = self.prime.init_state(self.state.params["policy"])
         # The sampler's KV cache follows the batch over the data axes when the
         # mesh has more than one device.
         self._cache_sharding = (
@@ -181,6 +202,12 @@ class RLTrainer(Trainer):
                 "dropped: pick an estimator that reads token rewards (reinforce_pp, "
                 "token_reward_returns, gae, prime_combined_rloo) or the source's credit='none'"
             )
+        check_prime_config(
+            c.prime,
+            advantage_name=c.advantage.name,
+            estimator=self.advantage_estimator,
+            token_level_sources=token_sources,
+        )
         # ReMax's baseline: the reward of one greedy rollout per prompt.
         self.greedy_baseline = takes_input(self.advantage_estimator, "baseline_rewards")
         self.exclude_unscorable = self.rewards.unscorable == "exclude"
@@ -480,6 +507,11 @@ class RLTrainer(Trainer):
         t0 = time.time()
         batch, problems, metrics = self.collect()
         t_rollout = time.time() - t0
+        if self.prime is not None:  # ψ learns from this batch; its token rewards join it
+            self.aux_states["prime"], batch["token_rewards"], prime_metrics = self.prime.step(
+                self.aux_states["prime"], batch, self.ref_params, self.next_key()
+            )
+            metrics.update(prime_metrics)
         device, prep_metrics = self.prepare(batch)
         metrics.update(prep_metrics)
         minibatch = self.rows // c.updates.minibatches

@@ -40,6 +40,7 @@ RUNLOCAL_CONFIGS = [
     ("remax", lambda: rl_variants.get_config("runlocal=True,algo=remax")),
     ("cispo", lambda: rl_variants.get_config("runlocal=True,algo=cispo")),
     ("gmpo", lambda: rl_variants.get_config("runlocal=True,algo=gmpo")),
+    ("prime", lambda: rl_variants.get_config("runlocal=True,algo=prime")),
 ]
 
 
@@ -75,6 +76,8 @@ def test_runlocal_configs_train(name, config_fn, tmp_path):
         assert "critic" in after and "train/critic/value_loss" in records[-1]
     if name == "grpo":
         assert "train/kl_ref" in records[-1]
+    if name == "prime":
+        assert records[-1]["prime/param_distance"] > 0  # the implicit PRM trained too
     assert os.listdir(tmp_path / "checkpoints")
 
 

@@ -32,9 +32,19 @@ def _sigmoid(x) -> np.ndarray:
 
 
 def make_implicit_prm_loss(
-    model: models.Decoder, *, loss_name: str, loss_kwargs: dict, logprob_impl: str
+    model: models.Decoder,
+    *,
+    loss_name: str,
+    loss_kwargs: dict,
+    logprob_impl: str,
+    group_size: int = 1,
 ):
-    """Outcome cross-entropy on β·Σ_t log π_ψ/π_ref (reference log-probs in the batch)."""
+    """Outcome cross-entropy on β·Σ_t log π_ψ/π_ref (reference log-probs in the batch).
+
+    Batch: prompt_tokens, prompt_mask [B, L]; tokens, mask, ref_logprobs [B, T];
+    outcome [B]. group_size > 1: rows come in groups sharing a prompt, run once
+    per group (`forward.completion_hidden`; PRIME online, on RL rollouts).
+    """
     if loss_name != "implicit_prm":
         raise ValueError(
             f"objective.loss={loss_name!r}: the implicit_prm kind trains with implicit_prm"
@@ -57,6 +67,7 @@ def make_implicit_prm_loss(
             mb["tokens"],
             mb["mask"],
             impl=logprob_impl,
+            group_size=group_size,
         )
         value, metrics = loss_fn(
             logp,
