@@ -213,3 +213,38 @@ def test_process_rewards_with_an_outcome_only_estimator_fail_at_start(tmp_path):
         rl.RLTrainer(c, str(tmp_path / "a"))
     c.advantage = dict(name="reinforce_pp_baseline", kwargs={})
     assert rl.RLTrainer(c, str(tmp_path / "b")).rewards.token_level_sources == ["prm_reward"]
+
+
+def test_orm_ensemble_config_rewards_the_aggregate_beside_the_verifier(tmp_path):
+    from configs import grpo_arithmetic_orm
+    from rewardjax.scoring.models import OutcomeRewardModel
+
+    paths = [_export(tmp_path, f"orm{i}", ("lm", "reward"), seed=i) for i in range(2)]
+    c = grpo_arithmetic_orm.get_config(
+        f"runlocal=True,orm_paths={'+'.join(paths)},mode=min,orm_weight=0.5"
+    )
+    assert c.rewards.sources.orm.name == "orm_ensemble_reward"
+    c.steps = 1
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path / "rl"))
+    batch, problems, _ = trainer.collect()
+    texts = [
+        TOK.decode(batch["tokens"][i, : batch["lengths"][i]].tolist())
+        for i in range(len(batch["lengths"]))
+    ]
+    prompts = [p.prompt for p in problems for _ in range(c.rollout.group_size)]
+    members = np.stack(
+        [OutcomeRewardModel.load(p, tokenizer=TOK).scores(prompts, texts) for p in paths]
+    )
+    expected = batch["correct"] + 0.5 / (1.0 + np.exp(-members.min(axis=0)))
+    assert np.ptp(members[0] - members[1]) > 0  # the two members disagree
+    np.testing.assert_allclose(batch["rewards"], expected, rtol=1e-5, atol=1e-6)
+    trainer.run()
+    assert trainer.step == 1
+
+
+def test_orm_config_needs_a_path():
+    from configs import grpo_arithmetic_orm
+
+    with pytest.raises(ValueError, match="orm_paths is empty"):
+        grpo_arithmetic_orm.get_config("runlocal=True")
