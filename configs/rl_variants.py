@@ -4,8 +4,10 @@ r"""The GRPO family as config changes on one base: pick `algo=` on the command l
 
 algo: grpo | dr_grpo | gspo | rloo | reinforce_pp | remax | cispo | gmpo | prime (mechanisms.md §0-2).
 advantage=<ADVANTAGES key>, loss=<POLICY_LOSSES key>: one mechanism on the variant, with
-its own default hyperparameters; tis_mode=<mode>: rollout-correction weights
-(docs/catalogue.md lists a command for every mechanism).
+its own default hyperparameters; tis_mode=<mode>: rollout-correction weights;
+reward=<key of REWARDS below>: that reward function instead of the task's checker
+(which then only logs `correct`), e.g. reward=majority_vote_reward for TTRL's
+label-free RL (docs/catalogue.md lists a command for every mechanism).
 """
 
 from configs import common, grpo_arithmetic
@@ -69,9 +71,24 @@ VARIANTS = {
 }
 
 
+# Host reward functions selectable by `reward=`, with the kwargs that fit the
+# procedural tasks' "A: <n>" answer line.
+REWARD_FUNCTIONS = {
+    # TTRL: reward agreement with the group's majority answer, no labels.
+    "majority_vote_reward": dict(extract="last_number"),
+}
+
+
 def get_config(arg=None):
     arg = common.parse_arg(
-        arg, runlocal=False, model_path="", algo="grpo", advantage="", loss="", tis_mode=""
+        arg,
+        runlocal=False,
+        model_path="",
+        algo="grpo",
+        advantage="",
+        loss="",
+        tis_mode="",
+        reward="",
     )
     if arg.algo not in VARIANTS:
         raise ValueError(f"algo={arg.algo!r}; known: {', '.join(sorted(VARIANTS))}")
@@ -88,6 +105,10 @@ def get_config(arg=None):
         c.loss.kwargs = {}
     if arg.tis_mode:  # rollout-correction weights on the policy loss
         c.loss.kwargs = {**c.loss.kwargs.to_dict(), "tis_mode": arg.tis_mode}
+    if arg.reward:
+        if arg.reward not in REWARD_FUNCTIONS:
+            raise ValueError(f"reward={arg.reward!r}; known: {', '.join(REWARD_FUNCTIONS)}")
+        c.rewards.sources = {arg.reward: dict(weight=1.0, kwargs=REWARD_FUNCTIONS[arg.reward])}
     return c
 
 

@@ -14,13 +14,65 @@ pointer here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rewardjax.rewards.base import register_reward
 
 Array = jax.Array
+
+__all__ = ["forced_answer_inputs", "ref_answer_logprob", "rlpr_prob_reward"]
+
+
+def forced_answer_inputs(
+    tokenizer,
+    completions: Sequence[str],
+    answers: Sequence[str],
+    *,
+    answer_prefix: str,
+    reasoning: bool = True,
+) -> dict[str, np.ndarray]:
+    """Teacher-forcing rows: each completion's reasoning, then `answer_prefix` + the reference answer.
+
+    The reasoning is the completion up to its last `answer_prefix` (the sampled
+    answer is dropped); a completion without one keeps all its text and gets
+    the prefix on a new line. `reasoning=False` gives RLPR's no-reasoning
+    baseline rows (the prefix and answer right after the prompt). The pieces
+    are encoded apart and concatenated, so the answer's tokens are exactly
+    `encode(answer)` whatever the tokenizer merges at the seams; an EOS ends
+    each row (not part of the answer mask).
+
+    Returns:
+      tokens, mask, answer_mask: [B, T] (T: the longest row), to be scored as
+      the completion after the prompt.
+    """
+    if len(completions) != len(answers):
+        raise ValueError(f"{len(completions)} completions but {len(answers)} reference answers")
+    rows, answer_spans = [], []
+    for text, answer in zip(completions, answers):
+        if answer is None or not str(answer):
+            raise ValueError("a likelihood reward needs each problem's reference answer")
+        head = ""
+        if reasoning:
+            cut = text.rfind(answer_prefix) if answer_prefix else -1
+            head = text[:cut] if cut >= 0 else text.rstrip() + "\n"
+        lead = tokenizer.encode(head + answer_prefix) if head + answer_prefix else []
+        body = tokenizer.encode(str(answer))
+        rows.append([*lead, *body, tokenizer.eos_id])
+        answer_spans.append((len(lead), len(lead) + len(body)))
+    width = max(len(r) for r in rows)
+    tokens = np.full((len(rows), width), tokenizer.pad_id, np.int32)
+    mask = np.zeros((len(rows), width), np.float32)
+    answer_mask = np.zeros((len(rows), width), np.float32)
+    for i, (row, (lo, hi)) in enumerate(zip(rows, answer_spans)):
+        tokens[i, : len(row)] = row
+        mask[i, : len(row)] = 1.0
+        answer_mask[i, lo:hi] = 1.0
+    return dict(tokens=tokens, mask=mask, answer_mask=answer_mask)
 
 
 @register_reward("ref_answer_logprob", device=True)

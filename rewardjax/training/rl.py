@@ -29,6 +29,7 @@ from rewardjax.objectives import aggregation as agg
 from rewardjax.objectives.advantages import outcome_to_token_rewards, zero_variance_policy
 from rewardjax.objectives.kl import kl_in_reward
 from rewardjax.registry import KL_ESTIMATORS
+from rewardjax.rewards.likelihood import forced_answer_inputs
 from rewardjax.training.loop import Trainer, finite_or_none
 from rewardjax.training.prime import OnlinePRM, check_prime_config
 from rewardjax.training.prompts import PromptSource
@@ -153,6 +154,12 @@ class RLTrainer(Trainer):
             ),
             out_shardings=batch_sharding,
         )
+        if self.rewards.device_sources:
+            # Likelihood rewards read the policy's own distribution (temperature 1).
+            self._forced_logprob_fn = jax.jit(
+                functools.partial(forward.completion_logprobs, self.policy, impl=c.logprob_impl),
+                out_shardings=batch_sharding,
+            )
         if self.critic is not None:
             self._value_fn = jax.jit(
                 functools.partial(forward.completion_values, self.critic),
@@ -327,6 +334,7 @@ class RLTrainer(Trainer):
                 tokens=out.tokens,
                 # A distinct seed per curation round (step-seeded shaping, e.g. noise flips).
                 step=self.step * c.curation.max_rounds + rounds,
+                device_scores=self._likelihood_rewards(prompt_tokens, prompt_mask, texts, problems),
             )
             for k, v in info["stats"].items():
                 reward_stats[k] = reward_stats.get(k, 0.0) + v
@@ -388,9 +396,58 @@ class RLTrainer(Trainer):
         }
         return batch, problems, metrics
 
+    def _likelihood_rewards(self, prompt_tokens, prompt_mask, texts, problems, *, group=None):
+        """{key: [B]} of the likelihood reward sources, or None when there are none.
+
+        Each row's sampled reasoning is followed by the reference answer
+        (`forced_answer_inputs`) and teacher-forced through the current policy
+        at temperature 1; RLPR's debiased form adds a pass with no reasoning.
+        Rows are padded to a length bucket (one compile per bucket).
+        """
+        sources = self.rewards.device_sources
+        if not sources:
+            return None
+        g = group or self.group_size
+        answers = [p.answer for p in problems for _ in range(g)]
+        prompts = dict(
+            prompt_tokens=np.repeat(prompt_tokens, g, axis=0),
+            prompt_mask=np.repeat(prompt_mask, g, axis=0).astype(np.int32),
+        )
+        passes = {}
+
+        def teacher_forced(prefix: str, reasoning: bool):
+            if (prefix, reasoning) not in passes:
+                forced = forced_answer_inputs(
+                    self.tokenizer, texts, answers, answer_prefix=prefix, reasoning=reasoning
+                )
+                width = forced["tokens"].shape[1]
+                pad = ((0, 0), (0, sampling.bucket(width, sampling.DEFAULT_BUCKETS) - width))
+                forced = {
+                    k: np.pad(v, pad, constant_values=self.tokenizer.pad_id if k == "tokens" else 0)
+                    for k, v in forced.items()
+                }
+                batch = dict(prompts, tokens=forced["tokens"], mask=forced["mask"])
+                keys = ("prompt_tokens", "prompt_mask", "tokens", "mask")
+                logprobs, _ = self._chunked(
+                    self._forced_logprob_fn, self.state.params["policy"], batch, keys
+                )
+                passes[prefix, reasoning] = (logprobs, jnp.asarray(forced["answer_mask"]))
+            return passes[prefix, reasoning]
+
+        scores = {}
+        for source in sources:
+            logprobs, answer_mask = teacher_forced(source.answer_prefix, True)
+            if source.baseline:
+                base, base_mask = teacher_forced(source.answer_prefix, False)
+                r = source.fn(logprobs, answer_mask, base, base_mask)
+            else:
+                r = source.fn(logprobs, answer_mask)
+            scores[source.key] = np.asarray(r, np.float64)
+        return scores
+
     def _greedy_rewards(self, problems) -> np.ndarray:
         """[P] rewards of one greedy completion per prompt, scored like the samples."""
-        _, _, out = self._generate(problems, self.next_key(), greedy=True)
+        prompt_tokens, prompt_mask, out = self._generate(problems, self.next_key(), greedy=True)
         out = parallel.gather_to_host(out)
         texts = decode_completions(self.tokenizer, out.tokens, out.lengths)
         scores, _ = self.rewards(
@@ -401,6 +458,9 @@ class RLTrainer(Trainer):
             tokens=out.tokens,
             group_ids=np.arange(len(problems)),  # one greedy row per prompt
             step=self.step,
+            device_scores=self._likelihood_rewards(
+                prompt_tokens, prompt_mask, texts, problems, group=1
+            ),
         )
         return np.asarray(scores, np.float32)
 

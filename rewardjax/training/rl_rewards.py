@@ -9,7 +9,11 @@ a key not listed here is an error that names it:
     prm_reward, implicit_prm_reward; kwargs give its directory and how its
     scores become rewards); any other key names a `rewardjax.rewards`
     function, run by `rewardjax.rewards.RewardFunctionPool` (or set `name` to
-    use one function twice under different keys).
+    use one function twice under different keys); a likelihood reward
+    (ref_answer_logprob, rlpr_prob_reward) is computed by the RL trainer with
+    the policy, teacher-forcing the reference answer after the sampled
+    reasoning (kwargs.answer_prefix, default "A: ", marks where the answer
+    starts), and handed in as `device_scores`.
     Weights mix the sources, e.g. the verifiable outcome with a PRM:
       {"task_correct": {weight: 1.0}, "prm_reward": {weight: 0.5, kwargs: {path: ..., aggregation: "min"}}}
     gate (success_gated_process): the source counts only on rows where another
@@ -45,9 +49,9 @@ import numpy as np
 
 from rewardjax import scoring  # noqa: F401  (registers MODEL_REWARDS)
 from rewardjax.data.tasks.base import Problem
-from rewardjax.registry import MODEL_REWARDS, hyperparameters
+from rewardjax.registry import MODEL_REWARDS, REWARDS, bind, hyperparameters
 from rewardjax.rewards import shaping
-from rewardjax.rewards.base import plain_config
+from rewardjax.rewards.base import plain_config, reward_info
 
 # Keys of `config.rewards` with their defaults; "sources" has none.
 BLOCK_DEFAULTS: dict[str, Any] = dict(
@@ -59,6 +63,9 @@ BLOCK_DEFAULTS: dict[str, Any] = dict(
     verifier_scale="01",
 )
 SOURCE_KEYS = ("gate", "kwargs", "name", "weight")
+# Where the procedural tasks' answer line starts: a likelihood reward puts the
+# reference answer after it (`rewards.sources.<key>.kwargs.answer_prefix`).
+DEFAULT_ANSWER_PREFIX = "A: "
 GATE_KEYS = ("source", "threshold")
 UNSCORABLE_MODES = ("fallback", "exclude")
 VERIFIER_SCALES = ("01", "pm1")
@@ -168,6 +175,8 @@ class RewardComputer:
         self._has_task_source = False
         self._function_keys: list[str] = []
         self._models: list[tuple[str, Any]] = []
+        # Likelihood rewards the trainer computes with the policy (`DeviceSource`).
+        self.device_sources: list[DeviceSource] = []
         specs = []
         for key, spec in sources.items():
             where = f"rewards.sources.{key}"
@@ -194,6 +203,10 @@ class RewardComputer:
                 continue
             if spec.get("name", key) in MODEL_REWARDS:
                 self._models.append((key, _model_source(key, spec, tokenizer, task)))
+                continue
+            name = spec.get("name", key)
+            if name in REWARDS and reward_info(name).device:
+                self.device_sources.append(_device_source(key, name, kwargs))
                 continue
             self._function_keys.append(key)
             specs.append(
@@ -235,6 +248,7 @@ class RewardComputer:
         tokens: np.ndarray | None = None,  # [B, T] the policy's completion tokens
         step: int | None = None,  # training step: seeds step-dependent shaping
         group_ids: np.ndarray | None = None,  # [B] int; default row // group_size
+        device_scores: Mapping[str, np.ndarray] | None = None,  # key → [B] (device_sources)
     ) -> tuple[np.ndarray, dict[str, Any]]:
         n = len(completions)
         prompts = [p.prompt for p in problems]
@@ -263,6 +277,14 @@ class RewardComputer:
             for key in self._function_keys:
                 components[key] = np.asarray(ext_stats["components"][key], np.float64)
             stats.update(_flatten(ext_stats))
+        for source in self.device_sources:
+            if device_scores is None or source.key not in device_scores:
+                raise ValueError(
+                    f"rewards.sources.{source.key} ({source.name}) is computed on device by the "
+                    "trainer: pass its [B] scores as device_scores"
+                )
+            components[source.key] = np.asarray(device_scores[source.key], np.float64).reshape(n)
+            stats[f"{source.key}/mean"] = float(np.mean(components[source.key]))
         token_parts: dict[str, np.ndarray] = {}
         for key, source in self._models:
             model_scores, model_tokens, model_stats = source(
@@ -484,6 +506,36 @@ def _flatten(stats: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
             except (TypeError, ValueError):
                 continue
     return out
+
+
+class DeviceSource(NamedTuple):
+    """A likelihood reward (`rewardjax.rewards.likelihood`) the RL trainer computes on device.
+
+    fn(logprobs [B, T], answer_mask [B, T][, baseline_logprobs, baseline_mask]) -> [B],
+    its kwargs bound; answer_prefix marks where a completion's answer starts
+    (the reference answer replaces what follows it); baseline: the function
+    also reads a no-reasoning pass (RLPR's debiasing).
+    """
+
+    key: str
+    name: str
+    fn: Any
+    answer_prefix: str
+    baseline: bool
+
+
+def _device_source(key: str, name: str, kwargs: Mapping[str, Any]) -> DeviceSource:
+    """Binds a device reward's kwargs (checked, naming the key); `answer_prefix` is the trainer's."""
+    kwargs = dict(kwargs)
+    answer_prefix = kwargs.pop("answer_prefix", DEFAULT_ANSWER_PREFIX)
+    if not isinstance(answer_prefix, str):
+        raise ValueError(f"config rewards.sources.{key}.kwargs.answer_prefix must be a string")
+    fn = REWARDS.get(name)
+    bound = bind(fn, kwargs, what=f"rewards.sources.{key}.kwargs")
+    params = inspect.signature(fn).parameters
+    debias = hyperparameters(bound).get("debias")
+    baseline = "baseline_logprobs" in params and debias is not None and bool(debias.default)
+    return DeviceSource(key, name, bound, answer_prefix, baseline)
 
 
 def _model_source(key: str, spec: Mapping[str, Any], tokenizer, task):

@@ -248,3 +248,33 @@ def test_orm_config_needs_a_path():
 
     with pytest.raises(ValueError, match="orm_paths is empty"):
         grpo_arithmetic_orm.get_config("runlocal=True")
+
+
+def test_ttrl_variant_rewards_agreement_with_the_group_majority(tmp_path):
+    import collections
+
+    from configs import rl_variants
+    from rewardjax.rewards.math import extract_last_number
+
+    c = rl_variants.get_config("runlocal=True,reward=majority_vote_reward")
+    assert set(c.rewards.sources) == {"majority_vote_reward"}  # no labels in the reward
+    c.steps = 1
+    c.rollout.max_new_tokens = 8  # short random completions: numbers repeat within a group
+    c.lock()
+    trainer = rl.RLTrainer(c, str(tmp_path / "rl"))
+    batch, _, _ = trainer.collect()
+    g = c.rollout.group_size
+    texts = [
+        TOK.decode(batch["tokens"][i, : batch["lengths"][i]].tolist())
+        for i in range(len(batch["lengths"]))
+    ]
+    expected = []
+    for start in range(0, len(texts), g):
+        answers = [extract_last_number(t) for t in texts[start : start + g]]
+        answers = [None if a is None else float(a) for a in answers]
+        counts = collections.Counter(a for a in answers if a is not None)
+        top = max(counts.values()) if counts else 0
+        mode = next((a for a in answers if a is not None and counts[a] == top), None)
+        expected += [float(a is not None and a == mode) for a in answers]
+    np.testing.assert_array_equal(batch["rewards"], expected)
+    assert sum(expected) > 0
