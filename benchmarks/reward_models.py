@@ -35,10 +35,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
+import sys
 
 import numpy as np
 from absl import app, flags, logging
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stages  # the shared SFT start and cached stages, beside this script
 
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/rewardjax_bench_reward_models", "Run directory.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the reward-model and DPO stages.")
@@ -52,7 +55,6 @@ _FRESH = flags.DEFINE_bool(
     "Delete the workdir first (else finished stages, those with eval.json, are reused).",
 )
 
-LAYERS = {"num_layers": 4}
 NUM_EVAL = 500
 # (steps, learning rate) of each stage, all from the SFT checkpoint, batch 32.
 # The ORM learns to verify late: its train accuracy sits near 0.68 for ~2000
@@ -67,19 +69,7 @@ STAGE_SCALE = {
 
 
 def _steps(n: int) -> int:
-    return max(round(n * _SCALE.value), 4)
-
-
-def _common(c, steps: int, lr: float, seed: int):
-    c.seed = seed
-    c.steps = steps
-    c.optim.learning_rate = lr
-    c.optim.total_steps = steps
-    c.optim.warmup_steps = min(20, steps // 4)
-    c.checkpoint.every = 0
-    c.eval.every = 0
-    c.log.every = 50
-    return c
+    return stages.scaled_steps(n, _SCALE.value)
 
 
 def _offline(c):
@@ -93,37 +83,7 @@ def _offline(c):
 
 
 def _train(name: str, config, cpu: dict, *, evaluate: bool = True) -> dict:
-    from rewardjax.training import offline
-
-    workdir = os.path.join(_WORKDIR.value, name)
-    done, cpu_file = os.path.join(workdir, "eval.json"), os.path.join(workdir, "cpu.json")
-    if os.path.exists(done):  # a finished stage (this run or an earlier one)
-        with open(done) as f:
-            result = json.load(f)
-        if os.path.exists(cpu_file):
-            with open(cpu_file) as f:
-                cpu.update(json.load(f))
-        print(name, "(reused)", json.dumps(_rounded(result)), flush=True)
-        return result
-    start = time.process_time()
-    trainer = offline.OfflineTrainer(config, workdir)
-    trainer.run()
-    cpu[f"{name}_train_cpu_s"] = time.process_time() - start
-    result = {}
-    if evaluate:
-        start = time.process_time()
-        result = trainer.evaluate()
-        cpu[f"{name}_eval_cpu_s"] = time.process_time() - start
-    with open(cpu_file, "w") as f:
-        json.dump({k: v for k, v in cpu.items() if k.startswith(f"{name}_")}, f)
-    with open(done, "w") as f:
-        json.dump(result, f, indent=2)
-    print(name, json.dumps(_rounded(result)), flush=True)
-    return result
-
-
-def _rounded(result: dict) -> dict:
-    return {k: round(v, 4) for k, v in result.items() if isinstance(v, float)}
+    return stages.train_stage(_WORKDIR.value, name, config, cpu, evaluate=evaluate)
 
 
 def _random_f1(seed: int) -> float:
@@ -164,14 +124,13 @@ def _stage_config(stage: str, sft_hf: str, seed: int):
         "implicit_prm": lambda: prm_arithmetic.get_config(f"kind=implicit_prm,model_path={sft_hf}"),
         "dpo": lambda: dpo_arithmetic.get_config(f"model_path={sft_hf}"),
     }[stage]
-    return _offline(_common(make(), _steps(steps), lr, seed))
+    return _offline(stages.schedule(make(), _steps(steps), lr, seed))
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # checkpoint chatter; progress bars stay
     import rewardjax.objectives  # noqa: F401
-    from configs import sft_arithmetic
     from rewardjax.evaluation.aggregates import mean_ci_over_seeds
 
     if _FRESH.value:
@@ -180,12 +139,7 @@ def main(argv):
     cpu: dict[str, float] = {}
     seeds = [int(s) for s in _SEEDS.value]
 
-    sft = _common(sft_arithmetic.get_config("error_rate=0.3"), _steps(600), 3e-3, _SFT_SEED.value)
-    sft.model.overrides = dict(LAYERS)
-    sft.optim.warmup_steps = 30
-    sft.optim.end_factor = 0.1
-    sft.eval.num_problems, sft.eval.num_samples, sft.eval.batch_prompts = 200, 16, 100
-    sft_eval = _train("sft", sft, cpu)
+    sft_eval = _train("sft", stages.sft_start_config(_steps(600), _SFT_SEED.value), cpu)
     sft_hf = os.path.join(_WORKDIR.value, "sft", "hf")
 
     evals: dict[str, list[dict]] = {stage: [] for stage in STAGES}

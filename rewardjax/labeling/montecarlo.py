@@ -112,8 +112,10 @@ class Completer:
         size = self.batch_prefixes
         for start in range(0, len(order), size):
             rows = list(order[start : start + size])
-            # Pad the last call with copies: one shape per length bucket.
-            padded = rows + [rows[-1]] * (size - len(rows))
+            # Pad a call with copies up to a power of two (at most batch_prefixes):
+            # few shapes, and a search's late rounds with few prefixes stay small.
+            width = min(size, 1 << (len(rows) - 1).bit_length())
+            padded = rows + [rows[-1]] * (width - len(rows))
             tokens, mask = encode_prompts(self.tokenizer, [prompts[i] for i in padded])
             rng, key = jax.random.split(rng)
             sample = sampling.generate(

@@ -44,10 +44,15 @@ METHODS = ("monte_carlo", "first_error_search")
 def exact_labels(task, problem, steps: list[str], separator: str) -> tuple[list[float], int] | None:
     """The task's exact 0/1 step labels and first error (−1: none) of a step list.
 
-    None when the grader does not label every step (lines after the answer).
+    None when the grader does not label every step (lines after the answer),
+    and for an incomplete solution (every written step right, no answer): the
+    task calls it error-free while its outcome, and so its last prefix value,
+    is 0 — no first error is right for both, so it is not scored.
     """
     grade = task.grade(problem, separator.join(steps))
     if len(grade.step_correct) != len(steps):
+        return None
+    if not grade.correct and all(grade.step_correct):
         return None
     labels = [float(x) for x in grade.step_correct]
     return labels, cons.normalise_first_error(grade.first_error, len(steps))
@@ -182,7 +187,8 @@ def label_run(c: ml_collections.ConfigDict) -> dict:
         rollouts=result.rollouts,
         prefixes=result.prefixes,
         seconds=result.seconds,
-        prefixes_per_s=result.prefixes / max(result.seconds, 1e-9),
+        # Wall time includes the sampler's compilation (benchmarks time warm calls).
+        prefixes_per_s_incl_compile=result.prefixes / max(result.seconds, 1e-9),
         **extra,
     )
     if exact_rows:
