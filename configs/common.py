@@ -139,6 +139,20 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     # "after" with ψ before it. learning_rate: ψ's own (0: optim.learning_rate;
     # ψ shares the rest of the optim block).
     c.prime = dict(enabled=False, beta=0.05, learning_rate=0.0, updates=1, update_order="before")
+    # LaSeR (rewardjax/objectives/reward_modeling.py laser_last_token_mse): the
+    # policy's log-prob of a token t* after its completion's last token, scaled
+    # kl_coef·(log π(t*) − c), is fit to the verifier's outcome with weight coef,
+    # in the same forward pass as the policy loss. token: t* as text (one token;
+    # empty: the tokenizer's BOS). c: the initial policy's mean log π(t*) on the
+    # first batch (estimate_ref_constant), else ref_constant.
+    c.laser = dict(
+        enabled=False,
+        token="",
+        kl_coef=0.1,
+        coef=0.1,
+        estimate_ref_constant=True,
+        ref_constant=0.0,
+    )
     # Reward sources: key → {weight, kwargs[, name, gate]}; "task_correct" grades with the
     # task's checker, gate="task_correct" counts a source only where the answer is right.
     # Every key here, in a source and in a shaping step is checked at start

@@ -123,6 +123,49 @@ def completion_logprobs(
     return out.logprobs, out.entropy
 
 
+def completion_logprobs_and_next(
+    model: Decoder,
+    params,
+    prompt_tokens: Array,  # [B, L]
+    prompt_mask: Array,  # [B, L]
+    tokens: Array,  # [B, T]
+    mask: Array,  # [B, T]
+    *,
+    next_token: int,
+    temperature: float = 1.0,
+    impl: str = "auto",
+    group_size: int = 1,
+) -> tuple[Array, Array, Array]:
+    """`completion_logprobs`, plus log π(next_token | x, y) after each row's last token.
+
+    One forward pass over the completion with one more position, so the
+    distribution after the last real token (the EOS) is read as well: LaSeR's
+    last-token self-reward. That log-prob is taken at temperature 1.
+
+    Returns:
+      (logprobs [B, T], entropy [B, T], next_logprob [B]).
+    """
+    t = tokens.shape[1]
+    hidden = completion_hidden(
+        model,
+        params,
+        prompt_tokens,
+        prompt_mask,
+        jnp.pad(tokens, ((0, 0), (0, 1))),
+        jnp.pad(mask, ((0, 0), (0, 1))),
+        group_size=group_size,
+    )  # [B, T + 1, D]: position i predicts token i
+    kernel = lm_head_kernel(model.config, params)
+    out = ops.token_logprobs_from_hidden(
+        hidden[:, :t], kernel, tokens, temperature=temperature, impl=impl
+    )
+    length = jnp.sum(mask > 0, axis=-1).astype(jnp.int32)  # [B]
+    after = jnp.take_along_axis(hidden, length[:, None, None], axis=1)[:, 0]  # [B, D]
+    labels = jnp.full((tokens.shape[0],), next_token, jnp.int32)
+    final = ops.token_logprobs_from_hidden(after, kernel, labels, impl=impl)
+    return out.logprobs, out.entropy, final.logprobs
+
+
 def completion_values(
     model: Decoder,
     params,

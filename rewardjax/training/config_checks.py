@@ -72,6 +72,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     # 0 = the policy's optim.learning_rate.
     "prime.learning_rate": _number(0.0),
     "prime.updates": _int_at_least(1),
+    "laser.kl_coef": _number(0.0, open_low=True),
+    "laser.coef": _number(0.0),
     "eval.every": _int_at_least(0),
     "eval.num_problems": _int_at_least(1),
     "eval.num_samples": _int_at_least(1),

@@ -156,6 +156,11 @@ def _kl_in_loss(objective: str, config: Any) -> bool:
     return objective == "grpo" and _is_rl(config) and config.kl.placement == "loss"
 
 
+def _with_laser(objective: str, config) -> bool:
+    """An RL config with LaSeR's last-token term (its batch carries the verifier rewards)."""
+    return objective == "grpo" and _is_rl(config) and bool(config.laser.enabled)
+
+
 def _with_critic(objective: str, config: Any) -> bool:
     return objective == "grpo" and _is_rl(config) and bool(config.critic.enabled)
 
@@ -190,7 +195,10 @@ def update_loss(
             name, kwargs = "sft_nll", {}
         return make_sft_loss(policy, loss_name=name, loss_kwargs=kwargs, logprob_impl=logprob_impl)
     if _is_rl(config):
-        return rl_loss_from_config(config, policy, critic, logprob_impl=logprob_impl)
+        # LaSeR's token id does not change the memory: any id stands in for it.
+        return rl_loss_from_config(
+            config, policy, critic, logprob_impl=logprob_impl, laser_token=0
+        )
     return make_rl_loss(
         policy,
         None,
@@ -215,12 +223,13 @@ def abstract_batch(
     *,
     ref_logprobs: bool = False,
     critic: bool = False,
+    laser: bool = False,
 ) -> dict[str, jax.ShapeDtypeStruct]:
     """Shapes of one update's batch: prompt [rows, prompt_len], completion [rows, length].
 
     GRPO adds old / rollout log-probs and advantages [rows, length];
     `ref_logprobs` (KL in the loss) and `critic` (old values, returns) add
-    their [rows, length] float32 inputs.
+    their [rows, length] float32 inputs, `laser` the [rows] verifier rewards.
     """
     i32 = lambda *s: jax.ShapeDtypeStruct(s, jnp.int32)  # noqa: E731
     f32 = lambda *s: jax.ShapeDtypeStruct(s, jnp.float32)  # noqa: E731
@@ -240,6 +249,8 @@ def abstract_batch(
             batch["ref_logprobs"] = f32(rows, length)
         if critic:
             batch.update(old_values=f32(rows, length), returns=f32(rows, length))
+        if laser:
+            batch["verifier_rewards"] = f32(rows)
     return batch
 
 
@@ -304,6 +315,7 @@ def plan_update_step(
         seq_len - prompt_len,
         ref_logprobs=_kl_in_loss(objective, config),
         critic=with_critic,
+        laser=_with_laser(objective, config),
     )
     check_batch(batch, mesh)
     heads = {"policy": ("lm",), **({"critic": ("value",)} if with_critic else {})}
@@ -329,6 +341,8 @@ def plan_update_step(
     # β reaches the loss as a step scalar, as in the RL trainer's updates (the
     # step converts it to a replicated float32; its value does not matter here).
     scalars = {"kl_coef": 0.0} if objective == "grpo" else None
+    if _with_laser(objective, config):
+        scalars["laser_ref_constant"] = 0.0
     lowered = step.lower(
         _with_shardings(abstract_state, shardings),
         jax.tree.map(

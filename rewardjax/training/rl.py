@@ -139,7 +139,16 @@ class RLTrainer(Trainer):
             max_new_tokens=c.rollout.max_new_tokens,
             group_size=self.group_size,
         )
-        loss = rl_loss_from_config(c, self.policy, self.critic, logprob_impl=c.logprob_impl)
+        self.laser_token = self._laser_token() if c.laser.enabled else None
+        # LaSeR's constant c: estimated from the initial policy on the first batch.
+        self.laser_ref_constant = (
+            None
+            if c.laser.enabled and c.laser.estimate_ref_constant
+            else float(c.laser.ref_constant)
+        )
+        loss = rl_loss_from_config(
+            c, self.policy, self.critic, logprob_impl=c.logprob_impl, laser_token=self.laser_token
+        )
         self.advantage_estimator = advantage_estimator(c.advantage.name, c.advantage.kwargs)
         self._check_group_rules()
         self.compile_step(loss, rows=self.rows // c.updates.minibatches)
@@ -188,6 +197,38 @@ class RLTrainer(Trainer):
             parallel.kv_cache_sharding(self.mesh) if self.mesh.devices.size > 1 else None
         )
         self.restore()
+
+    def _laser_token(self) -> int:
+        """LaSeR's t*: laser.token as one token id, or the tokenizer's BOS."""
+        token = self.config.laser.token
+        if not token:
+            if self.tokenizer.bos_id is None:
+                raise ValueError(
+                    f"laser.token is empty and tokenizer {self.tokenizer.source} has no BOS: "
+                    "name a token (text that encodes to one id)"
+                )
+            return int(self.tokenizer.bos_id)
+        ids = self.tokenizer.encode(token)
+        if len(ids) != 1:
+            raise ValueError(f"laser.token={token!r} encodes to {len(ids)} tokens {ids}, not one")
+        return int(ids[0])
+
+    def _laser_constant(self, batch) -> float:
+        """The current policy's mean log π(t*) after each completion (LaSeR's c, at step 0)."""
+        c = self.config
+        fn = jax.jit(
+            functools.partial(
+                forward.completion_logprobs_and_next,
+                self.policy,
+                next_token=self.laser_token,
+                impl=c.logprob_impl,
+                group_size=self.prompt_group,
+            )
+        )
+        keys = ("prompt_tokens", "prompt_mask", "tokens", "mask")
+        _, _, next_logprob = self._chunked(fn, self.state.params["policy"], batch, keys)
+        rows = np.asarray(batch["mask"]).sum(-1) > 0
+        return float(np.asarray(next_logprob)[rows].mean())
 
     def _check_group_rules(self) -> None:
         """Rules over groups that this run's group size or estimator cannot serve (error at start)."""
@@ -256,6 +297,7 @@ class RLTrainer(Trainer):
             kl_coef=self.kl_coef,
             counters=self.counters,
             prompt_stats=self.prompt_stats.state_dict(),
+            laser_ref_constant=self.laser_ref_constant,
         )
 
     def load_meta(self, meta: dict) -> None:
@@ -264,6 +306,8 @@ class RLTrainer(Trainer):
         self.counters = meta["counters"]
         # Runs saved before the store existed resume with an empty one.
         self.prompt_stats = PromptStats.from_state_dict(meta.get("prompt_stats", {}))
+        if self.config.laser.enabled:
+            self.laser_ref_constant = meta.get("laser_ref_constant", self.laser_ref_constant)
 
     # ------------------------------------------------------------------ rollout
 
@@ -537,6 +581,8 @@ class RLTrainer(Trainer):
             process_rewards=process_rewards,
         )
         device["advantages"] = advantages
+        if self.laser_token is not None:  # LaSeR fits its self-reward to the verifier
+            device["verifier_rewards"] = jnp.asarray(batch["correct"], jnp.float32)
         if valid is not None:
             metrics["rollout/unscorable_frac"] = 1.0 - jnp.mean(valid)
         if self.group_size > 1:  # a group of one row has no variance to speak of
@@ -574,6 +620,12 @@ class RLTrainer(Trainer):
             metrics.update(prime_metrics)
         device, prep_metrics = self.prepare(batch)
         metrics.update(prep_metrics)
+        scalars = {"kl_coef": self.kl_coef}
+        if self.laser_token is not None:
+            if self.laser_ref_constant is None:
+                self.laser_ref_constant = self._laser_constant(batch)
+            scalars["laser_ref_constant"] = self.laser_ref_constant
+            metrics["laser/ref_constant"] = self.laser_ref_constant
         minibatch = self.rows // c.updates.minibatches
         update_metrics = []
         for _ in range(c.updates.epochs):
@@ -589,7 +641,7 @@ class RLTrainer(Trainer):
             for m in range(c.updates.minibatches):
                 idx = order[m * minibatch : (m + 1) * minibatch]
                 mb = {k: v[idx] for k, v in device.items()}
-                update_metrics.append(self.update(mb, {"kl_coef": self.kl_coef}))
+                update_metrics.append(self.update(mb, scalars))
         update_metrics = jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *update_metrics)
         if self.kl_controller is not None and "kl/ref_k1" in metrics:
             kl_state = self.kl_controller.update(

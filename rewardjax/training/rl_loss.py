@@ -26,6 +26,7 @@ from rewardjax.models import forward
 from rewardjax.objectives.advantages import broadcast_to_tokens, outcome_to_token_rewards
 from rewardjax.objectives.aggregation import masked_mean
 from rewardjax.objectives.policy import policy_loss_impl, value_loss_clipped
+from rewardjax.objectives.reward_modeling import laser_last_token_mse_loss
 from rewardjax.registry import ADVANTAGES, POLICY_LOSSES
 
 Array = jax.Array
@@ -192,10 +193,25 @@ def _step_kl_coef(totals: Mapping[str, Array]) -> Array:
 
 
 def rl_loss_from_config(
-    config, policy: models.Decoder, critic: models.Decoder | None, *, logprob_impl: str
+    config,
+    policy: models.Decoder,
+    critic: models.Decoder | None,
+    *,
+    logprob_impl: str,
+    laser_token: int | None = None,
 ):
-    """`make_rl_loss` with every argument read from an RL config (the trainer's own loss)."""
+    """`make_rl_loss` with every argument read from an RL config (the trainer's own loss).
+
+    laser_token: the token id t* of LaSeR's self-reward when `laser.enabled`.
+    """
     c = config
+    laser = None
+    if c.laser.enabled:
+        if laser_token is None:
+            raise ValueError(
+                "laser.enabled needs the token id t* (the trainer resolves laser.token)"
+            )
+        laser = dict(token=laser_token, kl_coef=c.laser.kl_coef, coef=c.laser.coef)
     return make_rl_loss(
         policy,
         critic,
@@ -210,6 +226,7 @@ def rl_loss_from_config(
         value_clip=c.critic.clip,
         logprob_impl=logprob_impl,
         group_size=c.rollout.group_size if c.updates.shared_prompt else 1,
+        laser=laser,
     )
 
 
@@ -228,6 +245,7 @@ def make_rl_loss(
     value_clip: float | None,
     logprob_impl: str = "auto",
     group_size: int = 1,
+    laser: Mapping | None = None,
 ):
     """The RL loss `(params, minibatch, rng, totals) -> (loss, metrics)`.
 
@@ -247,6 +265,12 @@ def make_rl_loss(
     group_size > 1: a minibatch's rows come in groups of that many consecutive
     rows with one prompt, and the policy runs each prompt once
     (`forward.shared_prompt_hidden`).
+
+    laser = {token, kl_coef, coef}: LaSeR's last-token self-rewarding term is
+    added (`laser_last_token_mse`): the same forward pass reads log π(t*)
+    after each completion's last token, fit to the minibatch's
+    `verifier_rewards` [B]; its constant c is the scalar input
+    `totals["laser_ref_constant"]`.
     """
     if kl_placement not in KL_PLACEMENTS:
         raise ValueError(f"kl.placement={kl_placement!r}; known: {', '.join(KL_PLACEMENTS)}")
@@ -281,17 +305,14 @@ def make_rl_loss(
 
     def rl_loss(params, mb, rng, totals):
         del rng
-        logp, entropy = forward.completion_logprobs(
-            policy,
-            params["policy"],
-            mb["prompt_tokens"],
-            mb["prompt_mask"],
-            mb["tokens"],
-            mb["mask"],
-            temperature=temperature,
-            impl=logprob_impl,
-            group_size=group_size,
-        )
+        inputs = (mb["prompt_tokens"], mb["prompt_mask"], mb["tokens"], mb["mask"])
+        kw = dict(temperature=temperature, impl=logprob_impl, group_size=group_size)
+        if laser is None:
+            logp, entropy = forward.completion_logprobs(policy, params["policy"], *inputs, **kw)
+        else:
+            logp, entropy, next_logp = forward.completion_logprobs_and_next(
+                policy, params["policy"], *inputs, next_token=laser["token"], **kw
+            )
         mask = mb["mask"]
         counts = dict(num_tokens=totals["num_tokens"], num_seqs=totals["num_seqs"])
         kl = {}
@@ -314,6 +335,18 @@ def make_rl_loss(
             **counts,
         )
         metrics = dict(metrics)
+        if laser is not None:
+            laser_loss, laser_metrics = laser_last_token_mse_loss(
+                next_logp,
+                mb["verifier_rewards"],
+                kl_coef=laser["kl_coef"],
+                ref_constant=totals["laser_ref_constant"],
+                coef=laser["coef"],
+                valid=(jnp.sum(mask, axis=-1) > 0).astype(jnp.float32),
+                total_weight=totals["num_seqs"],
+            )
+            loss = loss + laser_loss
+            metrics.update({f"laser/{k}": v for k, v in laser_metrics.items()})
         if in_step:  # what the trainer's separate old-log-prob pass would have logged
             gap = jnp.abs(old_logprobs - mb["rollout_logprobs"])
             metrics["rollout/logp_gap_mean"] = masked_mean(gap, mask)
