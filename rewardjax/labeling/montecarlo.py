@@ -39,6 +39,7 @@ import numpy as np
 
 from rewardjax import models, parallel, sampling
 from rewardjax.data.formats import StepLabels
+from rewardjax.data.steps import check_steps
 from rewardjax.models.config import ModelConfig
 from rewardjax.tokenizers import Tokenizer
 from rewardjax.training.rollout import decode_completions, encode_prompts
@@ -153,21 +154,11 @@ def _grade(grade: Grader, problem, text: str, where: str, on_error: str) -> bool
 def _check_inputs(problems, solutions, k: int, separator: str, on_grader_error: str) -> None:
     if k < 1:
         raise ValueError(f"k={k}: each prefix needs at least one rollout")
-    if not separator:
-        raise ValueError("the step separator is empty")
     if on_grader_error not in ("raise", "skip"):
         raise ValueError(f"on_grader_error={on_grader_error!r}; known: raise, skip")
     if len(problems) != len(solutions):
         raise ValueError(f"{len(problems)} problems but {len(solutions)} solutions")
-    for i, steps in enumerate(solutions):
-        if isinstance(steps, str) or not steps:
-            raise ValueError(f"solution {i}: steps must be a non-empty list of strings")
-        for s, step in enumerate(steps):
-            if separator in step:
-                raise ValueError(
-                    f"solution {i}: step {s} contains the separator {separator!r}: split the "
-                    "solution at its separators first (rewardjax.data.steps.split_steps)"
-                )
+    check_steps(solutions, separator, where="solution")
 
 
 def grade_solutions(

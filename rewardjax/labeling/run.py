@@ -129,30 +129,20 @@ def label_run(c: ml_collections.ConfigDict) -> dict:
         return task.grade(problem, text).correct
 
     rng, key = jax.random.split(rng)
+    label = monte_carlo_values if c.method == "monte_carlo" else first_error_search
+    result = label(
+        completer,
+        row_problems,
+        rows,
+        k=c.k,
+        grade=grade,
+        rng=key,
+        separator=c.separator,
+        on_grader_error=c.on_grader_error,
+    )
     if c.method == "monte_carlo":
-        result = monte_carlo_values(
-            completer,
-            row_problems,
-            rows,
-            k=c.k,
-            grade=grade,
-            rng=key,
-            separator=c.separator,
-            on_grader_error=c.on_grader_error,
-        )
-        labels, first_errors = result.labels(c.labels), result.first_errors()
-        extra = {}
+        labels, first_errors, extra = result.labels(c.labels), result.first_errors(), {}
     else:
-        result = first_error_search(
-            completer,
-            row_problems,
-            rows,
-            k=c.k,
-            grade=grade,
-            rng=key,
-            separator=c.separator,
-            on_grader_error=c.on_grader_error,
-        )
         labels, first_errors = result.labels(), result.first_errors
         extra = {"rounds": result.rounds}
     for reason, n in result.skipped.items():

@@ -196,7 +196,7 @@ def test_bad_inputs_are_errors():
     args = dict(grade=_ends_in_y, rng=jax.random.key(0))
     with pytest.raises(ValueError, match="k=0"):
         monte_carlo_values(completer, [_problem()], [["a", "b"]], k=0, **args)
-    with pytest.raises(ValueError, match="contains the separator"):
+    with pytest.raises(ValueError, match="solution 0: step 0 contains the step separator"):
         monte_carlo_values(completer, [_problem()], [["a\nb", "c"]], k=1, **args)
     with pytest.raises(ValueError, match="non-empty list"):
         first_error_search(completer, [_problem()], [[]], k=1, **args)
