@@ -1,8 +1,22 @@
-"""Test-time scaling: best-of-N with an ORM or a PRM, majority and weighted votes.
+"""Test-time scaling: best-of-N with an ORM or a PRM, votes, PRM-guided step-level search.
 
 Importing this package registers every rule in `rewardjax.registry.SELECTION_RULES`.
 """
 
+from rewardjax.inference.search import (
+    Candidate,
+    Expander,
+    PolicyExpander,
+    SearchResult,
+    beam_search,
+    best_of_n,
+    early_rejection,
+    first_flagged_step,
+    greedy_step_search,
+    refined_best_of_n,
+    separator_token_id,
+    split_step_tokens,
+)
 from rewardjax.inference.selection import (
     PRM_AGGREGATIONS,
     accuracy_vs_n,
@@ -19,14 +33,26 @@ from rewardjax.inference.selection import (
 
 __all__ = [
     "PRM_AGGREGATIONS",
+    "Candidate",
+    "Expander",
+    "PolicyExpander",
+    "SearchResult",
     "accuracy_vs_n",
     "answer_classes",
+    "beam_search",
+    "best_of_n",
     "bon_orm",
     "bon_prm",
     "canonical_answer",
+    "early_rejection",
+    "first_flagged_step",
     "format_accuracy_table",
+    "greedy_step_search",
     "majority_vote",
     "prm_aggregate",
+    "refined_best_of_n",
+    "separator_token_id",
+    "split_step_tokens",
     "step_score_rows",
     "weighted_majority_vote",
 ]
