@@ -33,7 +33,15 @@ CORE = [
 EXTRAS = {
     # Reference parity tests and peer benchmarks only. torch is pinned: an
     # unpinned torch resolves to a multi-GB CUDA build.
-    "hf": ["torch==2.13.0", "transformers>=4.50", "trl>=0.20", "accelerate>=1.0", "datasets>=3.0"],
+    # pyarrow: the Parquet files of published datasets (rewardjax.data.published).
+    "hf": [
+        "torch==2.13.0",
+        "transformers>=4.50",
+        "trl>=0.20",
+        "accelerate>=1.0",
+        "datasets>=3.0",
+        "pyarrow>=15",
+    ],
     "test": [
         "pytest>=8",
         "pytest-xdist>=3.5",

@@ -75,6 +75,14 @@ def task_block(name: str = "arithmetic_chain", **kwargs) -> dict:
         # task's training prompts; graded by the math answer reward.
         data_path="",
         test_path="",
+        # The published format of data_path / test_path (rewardjax.data.published:
+        # "gsm8k", "math", "math500", "humaneval", "mbpp"; empty: the JSONL rows
+        # above), and renames of its fields for look-alike files ({"question": "query"}).
+        # Code formats are graded by their tests in the sandbox, the others by math-verify.
+        reader="",
+        reader_fields={},
+        test_reader="",
+        test_reader_fields={},
         # A prompt-file row whose tokens + rollout.max_new_tokens exceed the
         # model's positions: an error naming the row at start (False), or
         # skipped and counted (True).
@@ -345,6 +353,14 @@ def offline_base(kind: str, *, runlocal: bool = False) -> ml_collections.ConfigD
     c.data = dict(
         train_path="",
         test_path="",
+        # The published format of train_path / test_path (rewardjax.data.published,
+        # e.g. "ultrafeedback_binarized", "rewardbench", "math_shepherd", "processbench";
+        # empty: the project's JSONL of the kind's format), and renames of its fields
+        # for look-alike files ({"prompt": "question"}).
+        reader="",
+        reader_fields={},
+        test_reader="",
+        test_reader_fields={},
         # Generated records (train and held-out test split) when no path is given.
         num_train=16384,
         num_test=500,

@@ -5,8 +5,13 @@ r"""GRPO on your own prompts (JSONL) with your own model (a local HF directory).
       --workdir /tmp/grpo_math
 
 Each JSONL row has `prompt` and `answer` (plus optional fields passed to the
-reward functions). Completions are graded by extracting the final answer
-(boxed, <answer> tags or the last number) and checking it with math-verify.
+reward functions); or the files are a published dataset as distributed, read
+by `reader` / `test_reader` ("gsm8k", "math", "math500"; rewardjax.data.published):
+
+  --config configs/grpo_math_jsonl.py:reader=gsm8k,data_path=gsm8k/train.jsonl,test_reader=gsm8k,test_path=gsm8k/test.jsonl,...
+
+Completions are graded by extracting the final answer (boxed, <answer> tags
+or the last number) and checking it with math-verify.
 The tokenizer is the model directory's own.
 """
 
@@ -15,7 +20,14 @@ from configs import common
 
 def get_config(arg=None):
     arg = common.parse_arg(
-        arg, runlocal=False, model_path="", data_path="", test_path="", tokenizer=""
+        arg,
+        runlocal=False,
+        model_path="",
+        data_path="",
+        test_path="",
+        tokenizer="",
+        reader="",
+        test_reader="",
     )
     c = common.rl_base(runlocal=arg.runlocal)
     c.model.path = arg.model_path
@@ -25,6 +37,8 @@ def get_config(arg=None):
     c.task.kwargs = {}
     c.task.data_path = arg.data_path
     c.task.test_path = arg.test_path
+    c.task.reader = arg.reader
+    c.task.test_reader = arg.test_reader
     c.rollout.max_new_tokens = 32 if arg.runlocal else 512
     c.eval.max_new_tokens = c.rollout.max_new_tokens
     c.kl.placement = "loss"

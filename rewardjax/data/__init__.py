@@ -4,7 +4,7 @@ TFDS builders live in `rewardjax.data.tfds_builders` (imported on demand: it
 pulls in tensorflow_datasets).
 """
 
-from rewardjax.data import curation, formats, generators, iterators, tasks, tokenize
+from rewardjax.data import curation, formats, generators, iterators, published, tasks, tokenize
 from rewardjax.data.curation import (
     PromptStats,
     dynamic_sampling,
@@ -53,6 +53,7 @@ __all__ = [
     "make_task",
     "pass_rate_filter",
     "problem_columns",
+    "published",
     "read_jsonl",
     "select_groups",
     "tasks",

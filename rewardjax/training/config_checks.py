@@ -36,6 +36,26 @@ def _number(low: float, high: float = math.inf, *, open_low: bool = False):
     return ok, f"a number in {left}{low}, {high if math.isfinite(high) else '∞'}{right}"
 
 
+def _published_format() -> tuple[Callable[[Any], bool], str]:
+    from rewardjax.data.published import READERS
+
+    return (
+        lambda v: v == "" or (isinstance(v, str) and v in READERS),
+        f"empty (the project's JSONL) or a published format: {', '.join(READERS)}",
+    )
+
+
+def _renames() -> tuple[Callable[[Any], bool], str]:
+    def ok(v) -> bool:
+        try:
+            items = dict(v).items()
+        except (TypeError, ValueError):
+            return False
+        return all(isinstance(k, str) and isinstance(c, str) and c for k, c in items)
+
+    return ok, "a dict of the reader's field → the file's column, e.g. {'question': 'query'}"
+
+
 # key path → (predicate, allowed range in words). A key absent from a config
 # (another trainer's) is not checked.
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -86,6 +106,14 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.num_train": _int_at_least(1),
     "data.num_test": _int_at_least(1),
     "data.error_rate": _number(0.0, 1.0),
+    "data.reader": _published_format(),
+    "data.test_reader": _published_format(),
+    "data.reader_fields": _renames(),
+    "data.test_reader_fields": _renames(),
+    "task.reader": _published_format(),
+    "task.test_reader": _published_format(),
+    "task.reader_fields": _renames(),
+    "task.test_reader_fields": _renames(),
     "log.every": _int_at_least(1),
     "checkpoint.every": _int_at_least(0),
     "checkpoint.keep": _int_at_least(1),

@@ -1,9 +1,12 @@
-"""Where RL prompts come from: a procedural task, or a JSONL prompt file with gold answers.
+"""Where RL prompts come from: a procedural task, or a prompt file with gold answers or tests.
 
-Both give the trainer the same surface: `next(n)` training problems, a
+All give the trainer the same surface: `next(n)` training problems, a
 resumable `state()`, held-out `test_problems(n)`, and a `task` whose
-`grade(problem, completion)` returns a `Grade` (the JSONL grader checks the
-final answer with math-verify; it has no step labels).
+`grade(problem, completion)` returns a `Grade`. A prompt file is the
+project's JSONL (`{"prompt", "answer"}` rows) or a published dataset read by
+`task.reader` (`rewardjax.data.published`: GSM8K, MATH, HumanEval, MBPP). Its
+grader checks the final answer with math-verify, or, for the code formats,
+runs the row's tests in the sandbox; neither has step labels.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rewardjax.data.formats import load_prompt_dataset
+from rewardjax.data import published
+from rewardjax.data.formats import PromptRecord, load_prompt_dataset
 from rewardjax.data.iterators import PromptIterator
 from rewardjax.data.tasks.base import Grade, Problem
 from rewardjax.registry import TASKS
@@ -62,6 +66,51 @@ def _verify(answer: str, gold: str) -> bool:
         return False
 
 
+class CodeTestsGrader:
+    """Grades code completions by running the problem's tests in the sandbox (all must pass).
+
+    The problem's fields are those `code_tests_sandbox` reads (tests, style,
+    entry_point, prefix), as the published code readers write them.
+
+    Args:
+      extract: how the program is found in a completion (`rewards.code.extract_code`).
+    """
+
+    name = "code_tests"
+
+    def __init__(self, *, extract: str = "last_block"):
+        self.extract = extract
+
+    def grade(self, problem: Problem, completion: str) -> Grade:
+        from rewardjax.rewards.code import code_reward
+
+        out = code_reward(
+            [problem.prompt], [completion], [problem.fields], mode="all", extract=self.extract
+        )
+        correct = out.scores[0] == 1.0
+        return Grade(
+            correct=correct,
+            answer=None,
+            step_correct=[],
+            step_valid=[],
+            first_error=None,
+            num_steps=0,
+            well_formed=bool(completion.strip()),
+            num_reference_steps=0,
+        )
+
+
+_GRADERS = {"math": AnswerGrader, "code": CodeTestsGrader}
+
+
+def _load_prompts(path: str, reader: str, fields) -> tuple[list[Problem], list[str] | None]:
+    """Problems of a prompt file and, for a published format, each row's "path:line"."""
+    if not reader:
+        return load_prompt_dataset(path), None
+    data = published.read_published(reader, path, fields=dict(fields))
+    return [r.to_problem(at) for r, at in zip(data.records, data.where)], data.where
+
+
 class PromptTooLongError(ValueError):
     """A prompt row that cannot fit the sampler's cache with its completion budget."""
 
@@ -81,11 +130,18 @@ class PromptSource:
         self._batch_size = batch_size
         self._train: list[Problem] | None = None
         if task_cfg.data_path:
-            self.task = AnswerGrader()
-            self._train = load_prompt_dataset(task_cfg.data_path)
+            self.task = _grader(task_cfg)
+            self._train, train_where = _load_prompts(
+                task_cfg.data_path, task_cfg.reader, task_cfg.reader_fields
+            )
             self._iterator = PromptIterator(self._train, batch_size=batch_size, seed=seed)
-            self._test = load_prompt_dataset(task_cfg.test_path) if task_cfg.test_path else None
+            self._test, test_where = None, None
+            if task_cfg.test_path:
+                self._test, test_where = _load_prompts(
+                    task_cfg.test_path, task_cfg.test_reader, task_cfg.test_reader_fields
+                )
             self._paths = {"train": task_cfg.data_path, "test": task_cfg.test_path}
+            self._where = {"train": train_where, "test": test_where}
         else:
             self.task = TASKS.get(task_cfg.name)(**task_cfg.kwargs)
             self._iterator = PromptIterator(
@@ -116,8 +172,10 @@ class PromptSource:
                 if n <= budget:
                     kept.append(p)
                 elif not skip:
+                    where = self._where[split]
+                    path = self._paths[split]
                     raise PromptTooLongError(
-                        f"{self._paths[split]}, line {_line_of(self._paths[split], row)}: "
+                        f"{where[row] if where else f'{path}, line {_line_of(path, row)}'}: "
                         f"prompt of {n} tokens + rollout.max_new_tokens={max_new_tokens} "
                         f"exceeds the model's {max_length} positions; shorten it, lower "
                         "max_new_tokens, or set task.skip_long_prompts=True to skip such rows"
@@ -149,6 +207,27 @@ class PromptSource:
                 "evaluation needs task.test_path when training prompts come from a JSONL file"
             )
         return self.task.problems(0, n, split="test", seed=self.seed)
+
+
+def _grader(task_cfg):
+    """The grader of a prompt file: by its published format's kind (math-verify without one)."""
+    readers = {"reader": task_cfg.reader}
+    if task_cfg.test_path:
+        readers["test_reader"] = task_cfg.test_reader
+    for key, name in readers.items():
+        if name and published.get_reader(name).record_type is not PromptRecord:
+            raise ValueError(
+                f"config task.{key}={name!r} holds {published.get_reader(name).format}, not "
+                f"prompts; prompt formats: {', '.join(published.prompt_formats())}"
+            )
+    kinds = {published.get_reader(r).grader if r else "math" for r in readers.values()}
+    if len(kinds) > 1:
+        raise ValueError(
+            f"config task.reader={task_cfg.reader!r} and task.test_reader="
+            f"{task_cfg.test_reader!r} are graded differently ({' and '.join(sorted(kinds))}); "
+            "train and test prompts must be the same kind of task"
+        )
+    return _GRADERS[kinds.pop()]()
 
 
 def _line_of(path: str, row: int) -> int:

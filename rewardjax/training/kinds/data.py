@@ -13,12 +13,12 @@ whole run), and batches are rows drawn by a `BatchIterator` over row indices
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from rewardjax.data import generators
+from rewardjax.data import generators, published
 from rewardjax.data.formats import (
     DataFormatError,
     PreferencePair,
@@ -46,6 +46,8 @@ __all__ = [
     "load_records",
     "policy_pairs",
     "ratings_of_split",
+    "read_published_records",
+    "reader_of",
     "record_lines",
     "step_records",
     "train_pairs",
@@ -65,8 +67,10 @@ def load_records(
     seed: int,
     error_rate: float = 0.5,
     list_size: int = 4,
+    reader: str = "",
+    reader_fields: Mapping[str, str] | None = None,
 ) -> list[Any]:
-    """Records of `fmt`: read from the JSONL file `path`, else generated from `task`.
+    """Records of `fmt`: read from the file `path`, else generated from `task`.
 
     Args:
       task: the procedural task that generates records when `path` is empty.
@@ -78,7 +82,12 @@ def load_records(
       error_rate: share of step-labelled solutions (and of rated responses) with
         an injected error.
       list_size: responses of each generated ranked list.
+      reader: the published format of `path` (`rewardjax.data.published`, config
+        data.reader / data.test_reader); empty: the project's JSONL of `fmt`.
+      reader_fields: the reader's field renames (data.reader_fields / test_reader_fields).
     """
+    if path and reader:
+        return read_published_records(reader, path, fmt, fields=reader_fields)
     if path:
         return read_jsonl(path, fmt)
     if task is None:
@@ -96,6 +105,26 @@ def load_records(
     if fmt == "ratings":
         return generators.ratings(task, num=num, error_rate=error_rate, split=split, seed=seed)
     raise ValueError(f"unknown record format {fmt!r}")
+
+
+def reader_of(data_cfg, split: str) -> dict[str, Any]:
+    """load_records' reader keywords for the file of `split`: data.reader / data.test_reader."""
+    if split == "train":
+        return dict(reader=data_cfg.reader, reader_fields=data_cfg.reader_fields)
+    return dict(reader=data_cfg.test_reader, reader_fields=data_cfg.test_reader_fields)
+
+
+def read_published_records(
+    reader: str, path: str, fmt: str, *, fields: Mapping[str, str] | None = None
+) -> list[Any]:
+    """The records of a published file, which must hold `fmt` (the run's record format)."""
+    found = published.get_reader(reader).format
+    if found != fmt:
+        raise ValueError(
+            f"{path}: the {reader} format holds {found}, but this run reads {fmt} "
+            f"(formats of {fmt}: {', '.join(published.formats_of(fmt)) or 'none'})"
+        )
+    return published.read_published(reader, path, fields=fields).records
 
 
 def train_pairs(data_cfg, task, *, seed: int, model_config, params, tokenizer) -> list[Any]:
@@ -124,6 +153,7 @@ def train_pairs(data_cfg, task, *, seed: int, model_config, params, tokenizer) -
             num=data_cfg.num_train,
             split="train",
             seed=seed,
+            **reader_of(data_cfg, "train"),
         )
     if data_cfg.train_path:
         raise ValueError(
@@ -409,6 +439,7 @@ def lists_of_split(config, task, tokenizer: Tokenizer, split: str) -> dict[str, 
         split=split,
         seed=c.seed,
         list_size=c.data.list_size,
+        **reader_of(c.data, split),
     )
     return encode_lists(
         tokenizer,
@@ -419,7 +450,8 @@ def lists_of_split(config, task, tokenizer: Tokenizer, split: str) -> dict[str, 
         prompt_length=c.data.prompt_length,
         completion_length=c.data.completion_length,
         source=path or f"generated {split} lists",
-        lines=record_lines(path) if path else None,
+        # A published file's rows are named by its reader; errors here name the record.
+        lines=record_lines(path) if path and not reader_of(c.data, split)["reader"] else None,
     )
 
 
@@ -553,6 +585,7 @@ def step_records(config, tokenizer: Tokenizer, task, split: str) -> tuple[list, 
         split=split,
         seed=c.seed,
         error_rate=c.data.error_rate,
+        **reader_of(c.data, split),
     )
     arrays = encode_step_records(
         tokenizer,

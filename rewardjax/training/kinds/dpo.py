@@ -40,6 +40,7 @@ from rewardjax.training.kinds.data import (
     encode_train_pairs,
     lists_of_split,
     load_records,
+    reader_of,
 )
 from rewardjax.training.rollout import evaluate_policy
 
@@ -260,6 +261,7 @@ class PreferenceObjective:
                 num=c.data.num_test,
                 split="test",
                 seed=c.seed,
+                **reader_of(c.data, "test"),
             )
             self.test = encode_pairs(
                 tokenizer,

@@ -36,6 +36,7 @@ from rewardjax.training.kinds.data import (
     encode_train_pairs,
     load_records,
     ratings_of_split,
+    reader_of,
 )
 
 Array = jax.Array
@@ -202,6 +203,7 @@ class RewardModelObjective:
                 num=c.data.num_test,
                 split="test",
                 seed=c.seed,
+                **reader_of(c.data, "test"),
             )
         if self.rated and self.test_pairs:
             self.test_pair_arrays = encode_pairs(
