@@ -45,11 +45,12 @@ Parts (--parts, default all three):
           scores the other half, and a solution is kept where that PRM's
           first error (first step below 0.5) is MC's first error (first
           value 0), as `labeling.run.label_run` filters.
-  rl      per seed, six RL arms from the SFT start, 150 steps of 16 prompts
+  rl      per seed, seven RL arms from the SFT start, 150 steps of 16 prompts
           × 8 samples (lr 2e-4), scored by held-out pass@1 (200 test-split
           problems × 8 samples): outcome-only GRPO and PRIME online
           (configs/rl_variants.py algo=prime: the implicit PRM trained on
-          every step's rollouts); PAV progress rewards under the frozen SFT
+          every step's rollouts), with ψ at the policy's learning rate and at
+          a tenth of it; PAV progress rewards under the frozen SFT
           prover (K = 2 rollouts per prefix) with the outcome, and its
           control, the same REINFORCE++ estimator with the outcome alone;
           sum-form and min-form credit of the PRM trained on this seed's MC
@@ -560,10 +561,22 @@ RL_EVAL_PROBLEMS = 200  # held-out (test split) problems × RL_EVAL_SAMPLES, tem
 RL_EVAL_SAMPLES = 8
 PAV_K = 2  # prover rollouts per prefix: PAV's cost grows with it
 # Every arm samples the same rollouts per step from the same SFT start.
-RL_ARMS = ("outcome", "prime", "outcome_reinforce_pp", "pav", "sum_form", "min_form")
+RL_ARMS = (
+    "outcome",
+    "prime",
+    "outcome_reinforce_pp",
+    "pav",
+    "sum_form",
+    "min_form",
+    "prime_slow_psi",
+)
+# PRIME's implicit PRM at a tenth of the policy's learning rate (prime.learning_rate):
+# at the policy's own rate ψ drifted onto completions it never saw (see BENCHMARKS.md).
+PRIME_SLOW_PSI_LR = 2e-5
 # Gain key → (arm, the arm it is compared with, paired by seed).
 RL_GAINS = {
     "prime_pass_at_1_gain_vs_outcome": ("prime", "outcome"),
+    "prime_slow_psi_pass_at_1_gain_vs_outcome": ("prime_slow_psi", "outcome"),
     "pav_pass_at_1_gain_vs_outcome": ("pav", "outcome_reinforce_pp"),
     "minform_minus_sumform_pass_at_1": ("min_form", "sum_form"),
 }
@@ -577,8 +590,10 @@ def _rl_config(arm: str, sft_hf: str, prm_hf: str, seed: int):
 
     if arm == "outcome":
         c = grpo_arithmetic.get_config(f"model_path={sft_hf}")
-    elif arm == "prime":
+    elif arm in ("prime", "prime_slow_psi"):
         c = rl_variants.get_config(f"algo=prime,model_path={sft_hf}")
+        if arm == "prime_slow_psi":
+            c.prime.learning_rate = PRIME_SLOW_PSI_LR
     elif arm in ("pav", "outcome_reinforce_pp"):
         c = grpo_arithmetic_pav.get_config(f"model_path={sft_hf},k={PAV_K}")
         if arm == "outcome_reinforce_pp":  # PAV's estimator, the progress source dropped
@@ -655,7 +670,9 @@ def _rl_seed(setup: Setup, seed: int, cpu: dict) -> dict:
             out[f"rl_{arm}_prm_gap_last"] = (
                 results[arm]["total_correct_mean_last"] - results[arm]["total_incorrect_mean_last"]
             )
-    out["rl_prime_param_distance_last"] = results["prime"].get("prime_param_distance_last")
+    for arm in ("prime", "prime_slow_psi"):
+        out[f"rl_{arm}_param_distance_last"] = results[arm].get("prime_param_distance_last")
+        out[f"rl_{arm}_length_mean"] = results[arm]["mean_length"]
     return out
 
 
