@@ -12,7 +12,7 @@ from rewardjax.objectives import catalogue
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "catalogue.md")
-ROW = re.compile(r"^\| `(\w+)` \| .* \| `(python -m experiments\.train [^`]+)` \|$")
+ROW = re.compile(r"^\| `(\w+)` \| .* \| `(python -m experiments\.(?:train|evaluate) [^`]+)` \|$")
 
 
 def _rows() -> dict[str, str]:
@@ -39,6 +39,10 @@ def test_every_command_names_a_config_that_exists():
         table_rows = [line for line in f if line.startswith("| `")]
     assert len(rows) == len(table_rows), "a table row without a runnable command"
     for key, command in rows.items():
+        if command.startswith("python -m experiments.evaluate"):
+            # Selection rules: evaluated from models the commands above train.
+            assert "--metrics=selection" in command and "/tmp/rj/" in command, key
+            continue
         config = re.search(r"--config (configs/\w+\.py)", command)
         assert config and os.path.exists(os.path.join(ROOT, config.group(1))), key
         assert "runlocal=True" in command and "--workdir /tmp/rj/" in command, key

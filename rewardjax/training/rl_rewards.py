@@ -270,6 +270,9 @@ class RewardComputer:
             if self._has_task_source:
                 low = 0.0 if self.verifier_scale == "01" else -1.0
                 components["task_correct"] = np.where(correct, 1.0, low)
+            # The task's verdict, for reward functions that read it (rlcr_brier's correct_key).
+            for f, ok in zip(fields, correct):
+                f.setdefault("correct", float(ok))
         if self._external is not None:
             _, ext_stats = self._external(
                 prompts, list(completions), fields, group_ids=group_ids, step=step

@@ -278,3 +278,22 @@ def test_ttrl_variant_rewards_agreement_with_the_group_majority(tmp_path):
         expected += [float(a is not None and a == mode) for a in answers]
     np.testing.assert_array_equal(batch["rewards"], expected)
     assert sum(expected) > 0
+
+
+def test_rlcr_variant_rewards_the_task_verdict_with_a_brier_term():
+    from configs import rl_variants
+    from rewardjax.data.tasks.arithmetic_chain import ArithmeticChain
+
+    c = rl_variants.get_config("runlocal=True,reward=rlcr_brier")
+    computer = RewardComputer(c.rewards, task=ArithmeticChain(num_steps=2), tokenizer=TOK)
+    problem = _problem()
+    completions = [
+        "1+2=3\n3+4=7\nA: 7\n<confidence>0.8</confidence>",  # right, q = 0.8
+        "1+2=3\n3+4=8\nA: 8\n<confidence>0.8</confidence>",  # wrong, q = 0.8
+        "1+2=3\n3+4=7\nA: 7",  # right, no confidence: the Brier term at its worst
+    ]
+    scores, info = computer(
+        [problem] * 3, completions, lengths=np.array([40, 40, 20]), truncated=np.zeros(3, bool)
+    )
+    np.testing.assert_array_equal(info["correct"], [True, False, True])
+    np.testing.assert_allclose(scores, [1 - 0.2**2, 0 - 0.8**2, 1 - 1.0], atol=1e-6)
