@@ -5,9 +5,15 @@ r"""The GRPO family as config changes on one base: pick `algo=` on the command l
 algo: grpo | dr_grpo | gspo | rloo | reinforce_pp | remax | cispo | gmpo | prime (mechanisms.md §0-2).
 advantage=<ADVANTAGES key>, loss=<POLICY_LOSSES key>: one mechanism on the variant, with
 its own default hyperparameters; tis_mode=<mode>: rollout-correction weights;
-reward=<key of REWARDS below>: that reward function instead of the task's checker
-(which then only logs `correct`), e.g. reward=majority_vote_reward for TTRL's
-label-free RL (docs/catalogue.md lists a command for every mechanism).
+reward=<keys of REWARD_FUNCTIONS below, joined by "+">: those reward functions
+instead of the task's checker (which then only logs `correct`; name it as
+`task_correct` to keep it as a source), e.g. reward=majority_vote_reward for
+TTRL's label-free RL; gate=<one of those sources>: every other source counts
+only where the gate's score is ≥ 1 (success_gated_process), e.g.
+reward=task_correct+format_think,gate=task_correct;
+shaping=<keys of SHAPING_STEPS below, joined by "+">: reward-shaping steps
+applied in that order to the combined reward, e.g. shaping=reward_noise_flip.
+(docs/catalogue.md lists a command for every mechanism.)
 """
 
 from configs import common, grpo_arithmetic
@@ -79,6 +85,31 @@ REWARD_FUNCTIONS = {
     # RLCR: the task's verdict c plus a Brier term on a stated
     # <confidence>q</confidence>, r = c − (q − c)²; without one, r = c − 1.
     "rlcr_brier": dict(correct_key="correct"),
+    # 1[math-verify(last number) ≡ gold] and 1[last number = gold]: the task's
+    # verdict on its answer line, by the generic verifiers.
+    "math_verify_equiv": dict(extract="last_number"),
+    "exact_match": dict(extract="last_number"),
+    # 1 for one <think>…</think> block before the answer; the procedural tasks'
+    # policies write none, so it scores 0 until a policy is taught to.
+    "format_think": dict(),
+    # GRPO-λ: the task's verdict, plus a length penalty in groups mostly correct.
+    "correctness_gated_length": dict(correct_key="correct"),
+}
+
+# Reward-shaping steps selectable by `shaping=` (rewardjax.rewards.shaping),
+# with kwargs for 0/1 verifier rewards. A step with `keys` reads every reward
+# source's raw score (its keys are filled in with the config's sources).
+SHAPING_STEPS = {
+    # The 0/1 range of the verifier (a sum of sources may leave it).
+    "reward_clip": dict(low=0.0, high=1.0),
+    # Flip 10% of the 0/1 rewards (r ← 1 − r), seeded per step: a noisy verifier.
+    "reward_noise_flip": dict(p=0.1, seed=0),
+    # U = Σ_k log σ(r_k − median of r_k in the group): high only if every source is.
+    "logsigmoid_transform": dict(keys=[], reference="group_quantile", quantile=0.5),
+    "reward_ensemble_agg": dict(keys=[], mode="mean"),
+    # PAR: mean σ(r − r_ref) over references; here the other samples of the group
+    # (the procedural tasks carry no reference responses' rewards).
+    "par_bounded_centered": dict(reference="group"),
 }
 
 
@@ -92,6 +123,8 @@ def get_config(arg=None):
         loss="",
         tis_mode="",
         reward="",
+        gate="",
+        shaping="",
     )
     if arg.algo not in VARIANTS:
         raise ValueError(f"algo={arg.algo!r}; known: {', '.join(sorted(VARIANTS))}")
@@ -109,9 +142,38 @@ def get_config(arg=None):
     if arg.tis_mode:  # rollout-correction weights on the policy loss
         c.loss.kwargs = {**c.loss.kwargs.to_dict(), "tis_mode": arg.tis_mode}
     if arg.reward:
-        if arg.reward not in REWARD_FUNCTIONS:
-            raise ValueError(f"reward={arg.reward!r}; known: {', '.join(REWARD_FUNCTIONS)}")
-        c.rewards.sources = {arg.reward: dict(weight=1.0, kwargs=REWARD_FUNCTIONS[arg.reward])}
+        sources = {}
+        for name in arg.reward.split("+"):
+            if name != "task_correct" and name not in REWARD_FUNCTIONS:
+                raise ValueError(
+                    f"reward={arg.reward!r}: {name!r} unknown; known: task_correct, "
+                    f"{', '.join(REWARD_FUNCTIONS)}"
+                )
+            sources[name] = dict(weight=1.0, kwargs=REWARD_FUNCTIONS.get(name, {}))
+        c.rewards.sources = sources
+    if arg.gate:
+        sources = c.rewards.sources.to_dict()
+        if arg.gate not in sources or len(sources) < 2:
+            raise ValueError(
+                f"gate={arg.gate!r} must be one of two or more reward sources; "
+                f"sources: {'+'.join(sources)} (set reward=, e.g. task_correct+format_think)"
+            )
+        for key in sources:
+            if key != arg.gate:
+                sources[key]["gate"] = arg.gate
+        c.rewards.sources = sources
+    if arg.shaping:
+        steps = []
+        for name in arg.shaping.split("+"):
+            if name not in SHAPING_STEPS:
+                raise ValueError(
+                    f"shaping={arg.shaping!r}: {name!r} unknown; known: {', '.join(SHAPING_STEPS)}"
+                )
+            step = {"name": name, **SHAPING_STEPS[name]}
+            if "keys" in step:
+                step["keys"] = list(c.rewards.sources)
+            steps.append(step)
+        c.rewards.shaping = steps
     return c
 
 

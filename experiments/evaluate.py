@@ -9,6 +9,9 @@ r"""Evaluate reward models, PRMs and policies on held-out data, and test-time se
   # Test-time selection: accuracy vs N = 1..64 for each rule, next to pass@N
   python -m experiments.evaluate --policy=/tmp/sft/hf --orm=/tmp/rm/hf --prm=/tmp/prm/hf \
       --metrics=selection --num_problems=100 --max_n=64
+  # Test-time search: accuracy against generated tokens and FLOPs, a table and a PNG
+  python -m experiments.evaluate --policy=/tmp/sft/hf --prm=/tmp/prm/hf --metrics=search \
+      --num_problems=100 --max_n=16 --search_beams=1x4,2x4,4x4 --search_plot=/tmp/search.png
   # JSONL data instead of generated records
   python -m experiments.evaluate --prm=/tmp/prm/hf --steps_data=steps.jsonl
 
@@ -24,6 +27,11 @@ Metrics (--metrics, default: every one the given models and data allow):
   pass_at_k          the policy's held-out pass@k
   selection          majority vote, best-of-N (ORM, PRM min/last/prod/mean) and
                      weighted votes, for N = 1, 2, 4, ..., max_n, with pass@N
+  search             (only when named) majority vote, best-of-N, PRM-weighted and
+                     confidence-weighted votes, PRM beam / greedy step search,
+                     early rejection and Refined-BoN: accuracy against generated
+                     tokens and FLOPs, compute-matched against best-of-N and
+                     majority vote
 """
 
 from __future__ import annotations
@@ -78,6 +86,55 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Rows per reward-model forward.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the data, the sampling and the subsets.")
 _OUTPUT = flags.DEFINE_string("output_json", "", "Also write the results here.")
+_BEAMS = flags.DEFINE_list(
+    "search_beams", ["1x4", "2x2", "2x4", "4x4"], "Beam settings WxM (W = 1: greedy step search)."
+)
+_MAX_STEPS = flags.DEFINE_integer("search_max_steps", 8, "Expansion rounds of the beam search.")
+_EARLY = flags.DEFINE_list(
+    "search_early", ["0.25", "0.5"], "Keep fractions of early rejection (at N = max_n)."
+)
+_EARLY_TOKENS = flags.DEFINE_integer(
+    "search_early_tokens", 0, "Early rejection's τ in tokens (0: the end of the first step)."
+)
+_REFINE = flags.DEFINE_list(
+    "search_refine", ["4:0.5:1"], "Refined-BoN settings N:threshold:rounds."
+)
+_AGGREGATION = flags.DEFINE_enum(
+    "search_aggregation", "min", ["min", "last", "prod", "mean"], "PRM step aggregation."
+)
+_PLOT = flags.DEFINE_string("search_plot", "", "PNG of accuracy against tokens and FLOPs.")
+_CONFIDENCE = flags.DEFINE_enum(
+    "confidence",
+    "",
+    ["", "stated", "laser"],
+    "Weights of the confidence-weighted vote: stated <confidence> tags (RLCR) or the "
+    "policy's last-token self-reward (LaSeR; --laser_kl_coef, --laser_ref_constant).",
+)
+_LASER_BETA = flags.DEFINE_float("laser_kl_coef", 0.1, "β of the LaSeR self-reward.")
+_LASER_C = flags.DEFINE_float("laser_ref_constant", 0.0, "c of the LaSeR self-reward.")
+_LASER_TOKEN = flags.DEFINE_string(
+    "laser_token", "", "t* of the LaSeR self-reward as text (one token; empty: the BOS)."
+)
+
+
+def _search_options() -> dict:
+    confidence = {"": None, "stated": "stated"}.get(_CONFIDENCE.value)
+    if _CONFIDENCE.value == "laser":
+        confidence = {
+            "kl_coef": _LASER_BETA.value,
+            "ref_constant": _LASER_C.value,
+            "token": _LASER_TOKEN.value,
+        }
+    return dict(
+        beams=[tuple(int(x) for x in b.split("x")) for b in _BEAMS.value],
+        max_steps=_MAX_STEPS.value,
+        early=[float(f) for f in _EARLY.value],
+        early_prefix_tokens=_EARLY_TOKENS.value or None,
+        refine=[(int(n), float(t), int(r)) for n, t, r in (x.split(":") for x in _REFINE.value)],
+        aggregation=_AGGREGATION.value,
+        confidence=confidence,
+        plot=_PLOT.value,
+    )
 
 
 def main(argv):
@@ -113,6 +170,7 @@ def main(argv):
         temperature=_TEMPERATURE.value,
         batch_size=_BATCH.value,
         seed=_SEED.value,
+        search=_search_options(),
         output_json=_OUTPUT.value,
     )
 

@@ -29,3 +29,13 @@ def _serialize_sandbox_tests(request):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `slow` run first (stable order otherwise).
+
+    With several xdist workers, the long end-to-end runs then start early and
+    the short tests fill the gaps behind them, instead of one worker running a
+    long test alone at the end while the others sit idle.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -21,6 +21,11 @@ Metrics (`CHECKPOINT_METRICS`):
   pass_at_k          the policy's held-out pass@k
   selection          majority vote, best-of-N (ORM, PRM min/last/prod/mean) and
                      weighted votes, for N = 1, 2, 4, ..., max_n, with pass@N
+  search             (asked for by name only) accuracy against generated tokens
+                     and FLOPs of majority vote, best-of-N, PRM-weighted and
+                     confidence-weighted votes, PRM beam and greedy step search,
+                     early rejection and Refined-BoN, compute-matched against
+                     best-of-N and majority vote (`evaluation.search_curves`)
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from rewardjax.training.rollout import sample_and_grade
 
 __all__ = [
     "CHECKPOINT_METRICS",
+    "DEFAULT_METRICS",
     "evaluate_and_report",
     "evaluate_checkpoints",
     "format_metric_table",
@@ -56,7 +62,10 @@ CHECKPOINT_METRICS = (
     "correlation",
     "pass_at_k",
     "selection",
+    "search",
 )
+# Metrics run when none is named: all but the search, which samples far more.
+DEFAULT_METRICS = CHECKPOINT_METRICS[:-1]
 # Result keys of the library evaluations, by metric.
 _RESULT_KEYS = {
     "pairwise_accuracy": ("pairwise_accuracy", "num_pairs"),
@@ -103,6 +112,7 @@ def evaluate_checkpoints(
     temperature: float = 1.0,
     batch_size: int = 64,
     seed: int = 0,
+    search: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Loads the saved models, scores held-out data with them and computes the requested metrics.
 
@@ -132,17 +142,25 @@ def evaluate_checkpoints(
       max_new_tokens, temperature: the policy's sampling.
       batch_size: rows per reward-model forward.
       seed: seed of the data, the sampling and the subsets.
+      search: settings of the search metric (its confidence also weighs the
+        selection metric's confidence_weighted_vote), keyword arguments of
+        `search_curves` (beams, max_steps, early, refine, aggregation,
+        confidence: "stated" or {"kl_coef", "ref_constant", "token"} of the
+        policy's LaSeR self-reward, token as text, empty for the BOS), plus
+        "plot" (a PNG path) and "max_rows".
 
     Returns:
       {"table": {model: {metric: value}}, "selection": {rule: {N: accuracy}}
-      or None}; the table's models are "orm" (or "orm_ensemble_<mode>"),
-      "prm", "implicit_prm", "implicit_prm_outcome" and "policy".
+      or None, "search": [{method, setting, accuracy, tokens, flops,
+      best_of_n_at_equal_tokens, majority_vote_at_equal_tokens}] or None}; the
+      table's models are "orm" (or "orm_ensemble_<mode>"), "prm",
+      "implicit_prm", "implicit_prm_outcome" and "policy".
 
     Raises:
       ValueError: an unknown metric, or no model to evaluate.
       CheckpointError: a directory that is not the model it is given as.
     """
-    wanted = list(metrics) or list(CHECKPOINT_METRICS)
+    wanted = list(metrics) or list(DEFAULT_METRICS)
     unknown = [m for m in wanted if m not in CHECKPOINT_METRICS]
     if unknown:
         raise ValueError(f"--metrics: unknown {unknown}; known: {', '.join(CHECKPOINT_METRICS)}")
@@ -253,6 +271,9 @@ def evaluate_checkpoints(
                 candidates,
                 orm=orm,
                 prm=prm if prm is not None else implicit,
+                confidence=_confidence(
+                    (search or {}).get("confidence"), config, params, policy_tok
+                ),
                 num_subsets=num_subsets,
                 seed=seed,
                 separator=separator,
@@ -267,7 +288,111 @@ def evaluate_checkpoints(
                     separator=separator,
                 )
                 selection.update({f"implicit_{k}": v for k, v in extra.items() if "prm" in k})
-    return {"table": table, "selection": selection}
+    search_rows = None
+    if "search" in wanted:
+        step_scorer = prm if prm is not None else implicit
+        if not policy_path or step_scorer is None:
+            raise ValueError("--metrics=search needs --policy and a --prm or --implicit_prm")
+        search_rows = _search(
+            dict(search or {}),
+            policy_path=policy_path,
+            policy_tok=tok(policy_path),
+            scorer=step_scorer,
+            task=task,
+            problems=task.problems(0, num_problems, split="test", seed=seed),
+            max_n=max_n,
+            num_subsets=num_subsets,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            separator=separator,
+            seed=seed,
+        )
+    return {"table": table, "selection": selection, "search": search_rows}
+
+
+def _laser_token(tokenizer, text: str) -> int:
+    """LaSeR's t*: `text` as one token id, or the tokenizer's BOS (the laser block's rule)."""
+    if not text:
+        if tokenizer.bos_id is None:
+            raise ValueError(f"tokenizer {tokenizer.source} has no BOS: name LaSeR's token")
+        return int(tokenizer.bos_id)
+    ids = tokenizer.encode(text)
+    if len(ids) != 1:
+        raise ValueError(f"LaSeR's token {text!r} encodes to {len(ids)} tokens {ids}, not one")
+    return int(ids[0])
+
+
+def _confidence(confidence, config, params, policy_tok):
+    """The confidence vote's weights: "stated", None, or the policy's LaSeR self-scorer."""
+    if not isinstance(confidence, Mapping):
+        return confidence
+    kwargs = dict(confidence, token=_laser_token(policy_tok, confidence.get("token", "")))
+    return scoring.LastTokenSelfScorer(
+        config, jax.tree.map(np.asarray, params), policy_tok, **kwargs
+    )
+
+
+def _search(
+    options,
+    *,
+    policy_path,
+    policy_tok,
+    scorer,
+    task,
+    problems,
+    max_n,
+    num_subsets,
+    max_new_tokens,
+    temperature,
+    separator,
+    seed,
+) -> list[dict[str, Any]]:
+    """The search metric: every method's points, with best-of-N and majority vote at equal tokens."""
+    from rewardjax.evaluation import search_curves as curves
+    from rewardjax.inference.search import PolicyExpander
+
+    plot = options.pop("plot", "")
+    max_rows = options.pop("max_rows", 256)
+    config, params = models.load_hf(policy_path)
+    params = jax.tree.map(np.asarray, params)
+    confidence = _confidence(options.pop("confidence", None), config, params, policy_tok)
+    expander = PolicyExpander(
+        config,
+        params,
+        policy_tok,
+        separator=separator,
+        max_new_tokens=max_new_tokens,
+        max_rows=max_rows,
+        temperature=temperature,
+    )
+    points = curves.search_curves(
+        expander,
+        scorer.step_scores,
+        task,
+        problems,
+        rng=jax.random.key(seed),
+        policy_config=config,
+        # An implicit PRM runs ψ and π_ref on every solution.
+        scorer_config=[scorer.config, scorer.ref_config]
+        if hasattr(scorer, "ref_config")
+        else scorer.config,
+        max_n=max_n,
+        num_subsets=num_subsets,
+        seed=seed,
+        confidence=confidence,
+        **options,
+    )
+    print(curves.format_search_table(points))
+    if plot:
+        curves.plot_search(points, plot)
+    matched = {r: curves.compute_matched(points, r) for r in ("best_of_n", "majority_vote")}
+    return [
+        dict(
+            p.summary(),
+            **{f"{r}_at_equal_tokens": m[p.method, p.setting] for r, m in matched.items()},
+        )
+        for p in points
+    ]
 
 
 def format_metric_table(table: dict[str, dict[str, float]]) -> str:
@@ -293,7 +418,8 @@ def evaluate_and_report(*, output_json: str = "", **kwargs: Any) -> dict[str, An
       **kwargs: the arguments of `evaluate_checkpoints`.
     """
     result = evaluate_checkpoints(**kwargs)
-    print(format_metric_table(result["table"]))
+    if result["table"] or result["search"] is None:  # the search printed its own table
+        print(format_metric_table(result["table"]))
     if result["selection"] is not None:
         print("\naccuracy vs N (held-out problems; pass_at_n is the oracle ceiling)")
         print(format_accuracy_table(result["selection"]))

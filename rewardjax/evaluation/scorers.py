@@ -31,8 +31,9 @@ from rewardjax.evaluation.rm_metrics import (
     step_auroc,
 )
 from rewardjax.inference.selection import accuracy_vs_n, prm_aggregate
+from rewardjax.rewards.label_free import parse_confidence
 
-__all__ = ["evaluate_orm", "evaluate_prm", "selection_curves"]
+__all__ = ["evaluate_orm", "evaluate_prm", "selection_curves", "self_confidences"]
 
 
 def _sigmoid(x) -> np.ndarray:
@@ -145,12 +146,29 @@ def evaluate_prm(
     return out
 
 
+def self_confidences(confidence, prompts: Sequence[str], texts: Sequence[str]):
+    """[B] the policy's own confidence in each completion, or None without a `confidence`.
+
+    confidence: "stated" (the last "<confidence>q</confidence>" of each text,
+    RLCR; None where there is none), or a self-scorer with `scores(prompts,
+    completions)` (`LastTokenSelfScorer`, LaSeR).
+    """
+    if confidence is None:
+        return None
+    if isinstance(confidence, str):
+        if confidence != "stated":
+            raise ValueError(f"confidence={confidence!r}: 'stated', a self-scorer, or None")
+        return [parse_confidence(t) for t in texts]
+    return np.asarray(confidence.scores(list(prompts), list(texts)), np.float64).tolist()
+
+
 def selection_curves(
     problems: Sequence[Any],
     candidates,
     *,
     orm=None,
     prm=None,
+    confidence=None,
     ns: Sequence[int] | None = None,
     num_subsets: int = 100,
     seed: int = 0,
@@ -169,6 +187,9 @@ def selection_curves(
         (`sample_and_grade`): texts, answers and correctness.
       orm: optional scorer with `scores(prompts, completions)`.
       prm: optional scorer with `step_scores(prompts, steps)`.
+      confidence: the weights of `confidence_weighted_vote`: "stated" (each
+        completion's "<confidence>q</confidence>", RLCR), a self-scorer with
+        `scores(prompts, completions)` (`LastTokenSelfScorer`, LaSeR), or None.
       ns, num_subsets, seed: as `accuracy_vs_n` (default N = 1, 2, 4, ..., ≤ 64).
       separator: step separator of the PRM.
 
@@ -184,11 +205,15 @@ def selection_curves(
     if prm is not None:
         flat = prm.step_scores(prompts, [split_steps(t, separator) for t in texts])
         prm_scores = [flat[i * n : (i + 1) * n] for i in range(len(problems))]
+    confidences = self_confidences(confidence, prompts, texts)
+    if confidences is not None:
+        confidences = [confidences[i * n : (i + 1) * n] for i in range(len(problems))]
     return accuracy_vs_n(
         candidates.answers,
         candidates.correct,
         orm_scores=orm_scores,
         prm_step_scores=prm_scores,
+        confidences=confidences,
         ns=ns,
         num_subsets=num_subsets,
         seed=seed,

@@ -3,6 +3,7 @@
 Importing this package registers every rule in `rewardjax.registry.SELECTION_RULES`.
 """
 
+from rewardjax.inference.compute import causal_pairs, forward_flops, matmul_params, search_flops
 from rewardjax.inference.search import (
     Candidate,
     Expander,
@@ -24,6 +25,8 @@ from rewardjax.inference.selection import (
     bon_orm,
     bon_prm,
     canonical_answer,
+    confidence_weighted_vote,
+    confidence_weights,
     format_accuracy_table,
     majority_vote,
     prm_aggregate,
@@ -44,13 +47,19 @@ __all__ = [
     "bon_orm",
     "bon_prm",
     "canonical_answer",
+    "causal_pairs",
+    "confidence_weighted_vote",
+    "confidence_weights",
     "early_rejection",
     "first_flagged_step",
     "format_accuracy_table",
+    "forward_flops",
     "greedy_step_search",
     "majority_vote",
+    "matmul_params",
     "prm_aggregate",
     "refined_best_of_n",
+    "search_flops",
     "separator_token_id",
     "split_step_tokens",
     "step_score_rows",

@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from rewardjax.data.steps import check_separator_token
+from rewardjax.inference.compute import causal_pairs
 from rewardjax.inference.selection import PRM_AGGREGATIONS, prm_aggregate
 from rewardjax.models.config import ModelConfig
 from rewardjax.sampling import stepwise
@@ -221,6 +222,13 @@ class SearchResult:
       scored_sequences: [P] solutions (partial or complete) sent to the scorer.
       scored_tokens: [P] completion tokens in them (the scorer's input, prompts excluded).
       scorer_calls: batched scorer calls.
+      prompt_tokens: [P] prompt tokens the policy prefilled (once per problem).
+      policy_attended: [P] positions the policy's tokens attended to, prefill and
+        decode (`compute.causal_pairs`; cached prefixes are not recomputed).
+      scorer_input_tokens: [P] tokens the scorer read (prompt and solution, each call).
+      scorer_attended: [P] positions those attended to.
+      `compute.search_flops(result, policy_config, scorer_config)` turns the
+      counts into FLOPs.
     """
 
     tokens: list[list[int]]
@@ -231,6 +239,10 @@ class SearchResult:
     scored_sequences: np.ndarray
     scored_tokens: np.ndarray
     scorer_calls: int
+    prompt_tokens: np.ndarray
+    policy_attended: np.ndarray
+    scorer_input_tokens: np.ndarray
+    scorer_attended: np.ndarray
 
 
 class _Run:
@@ -248,10 +260,15 @@ class _Run:
             list(prompt_texts) if prompt_texts is not None else [tok.decode(p) for p in prompts]
         )
         num = len(prompts)
+        self.prompt_tokens = np.array([len(p) for p in prompts], np.int64)
         self.generated = np.zeros(num, np.int64)
         self.scored_sequences = np.zeros(num, np.int64)
         self.scored_tokens = np.zeros(num, np.int64)
         self.calls = 0
+        # Each prompt is prefilled once; every later token attends to the cache.
+        self.policy_attended = causal_pairs(0, self.prompt_tokens)
+        self.scorer_input = np.zeros(num, np.float64)
+        self.scorer_attended = np.zeros(num, np.float64)
 
     def step_texts(self, tokens: Sequence[int]) -> list[str]:
         tok = self.expander.tokenizer
@@ -284,6 +301,9 @@ class _Run:
             c.score = float(prm_aggregate(row, method=self.aggregation))
             self.scored_sequences[p] += 1
             self.scored_tokens[p] += len(c.tokens)
+            read = self.prompt_tokens[p] + len(c.tokens)  # the scorer reads it whole
+            self.scorer_input[p] += read
+            self.scorer_attended[p] += causal_pairs(0, read)
 
     def start(self, chunk, per_problem: int) -> tuple[Any, list[Candidate]]:
         """per_problem empty rows for each prompt of a chunk (problem-contiguous)."""
@@ -321,7 +341,11 @@ class _Run:
         for r in live:
             prefix = rows[r].tokens if keep is None else rows[r].tokens[: keep[r]]
             rows[r] = Candidate(prefix + emitted[r], bool(done[r]), origin=origin)
-            self.generated[first + r // per_problem] += len(emitted[r])
+            p = first + r // per_problem
+            self.generated[p] += len(emitted[r])
+            self.policy_attended[p] += causal_pairs(
+                self.prompt_tokens[p] + len(prefix), len(emitted[r])
+            )
         self.score([first + r // per_problem for r in live], [rows[r] for r in live])
         return state, live
 
@@ -336,6 +360,10 @@ class _Run:
             scored_sequences=self.scored_sequences,
             scored_tokens=self.scored_tokens,
             scorer_calls=self.calls,
+            prompt_tokens=self.prompt_tokens,
+            policy_attended=self.policy_attended,
+            scorer_input_tokens=self.scorer_input,
+            scorer_attended=self.scorer_attended,
         )
 
 

@@ -389,6 +389,59 @@ def weighted_majority_vote(
     return _vote(answer_classes(answers, equiv=equiv), weights)
 
 
+def confidence_weights(confidences: Sequence[float | None]) -> np.ndarray:
+    """[N] vote weights from self-confidences: clipped to [0, 1], a missing one 0.
+
+    With no confidence at all (every one None or 0), every weight is 1: the
+    vote falls back to `majority_vote` rather than to index 0.
+    """
+    weights = np.array(
+        [
+            0.0 if q is None or not np.isfinite(q) else min(max(float(q), 0.0), 1.0)
+            for q in confidences
+        ]
+    )
+    if weights.size and not weights.any():
+        weights[:] = 1.0
+    return weights
+
+
+@SELECTION_RULES.register("confidence_weighted_vote")
+def confidence_weighted_vote(
+    answers: Sequence[Any],  # [N] final answers, None = no answer
+    confidences: Sequence[float | None],  # [N] the policy's own confidence in each
+    *,
+    equiv: Equiv | None = None,
+) -> int:
+    """Vote weighted by the policy's own confidence: argmax_a Σ_i q_i·1[a_i ≡ a].
+
+    q_i is a verbalized confidence (RLCR's "<confidence>q</confidence>",
+    `rewards.parse_confidence`) or a self-reward (LaSeR's β·(log π(t*) − c),
+    `scoring.LastTokenSelfScorer`), clipped to [0, 1] (`confidence_weights`):
+    a candidate without one counts 0, and with none at all the vote is
+    `majority_vote`. Equal confidences give `majority_vote`.
+
+    Sources: "Beyond Binary Rewards: Training LMs to Reason About Their
+    Uncertainty" (RLCR); "LaSeR: Reinforcement Learning with Last-Token
+    Self-Rewarding".
+
+    Args:
+      answers: [N] final answers; None does not vote.
+      confidences: [N] self-confidences; None (or NaN) where a candidate gave none.
+      equiv: optional equivalence `equiv(a, b) -> bool` on raw answers.
+
+    Returns:
+      The index of the first candidate holding the winning answer.
+    """
+    if len(answers) != len(confidences):
+        raise ValueError(
+            f"answers has {len(answers)} entries but confidences has {len(confidences)}"
+        )
+    if len(answers) == 0:
+        raise ValueError("answers is empty: there is no candidate to select")
+    return _vote(answer_classes(answers, equiv=equiv), confidence_weights(confidences))
+
+
 # --------------------------------------------------------------------------- accuracy vs N
 
 
@@ -440,6 +493,7 @@ def accuracy_vs_n(
     *,
     orm_scores: Any = None,  # [P][n] ORM probabilities (>= 0 for the weighted vote)
     prm_step_scores: Any = None,  # [P][n][S] PRM step scores
+    confidences: Any = None,  # [P][n] the policy's own confidences (None: missing)
     prm_aggregations: Sequence[str] = PRM_AGGREGATIONS,
     ns: Sequence[int] | None = None,
     num_subsets: int = 100,
@@ -459,7 +513,8 @@ def accuracy_vs_n(
     Rules reported (when their inputs are given):
       majority_vote; bon_orm and weighted_majority_vote_orm (weights = ORM
       scores); bon_prm_<agg> and weighted_majority_vote_prm_<agg> for each
-      aggregation in `prm_aggregations`.
+      aggregation in `prm_aggregations`; confidence_weighted_vote (weights =
+      `confidence_weights` of the confidences).
 
     Answer classes are formed once per problem over all n candidates (with
     `canonical_answer` or `equiv`), so `equiv` is called O(n · classes) times
@@ -470,6 +525,7 @@ def accuracy_vs_n(
       correct: [P][n] correctness (bool or 0/1).
       orm_scores: optional [P][n] outcome scores.
       prm_step_scores: optional [P][n] lists of step scores.
+      confidences: optional [P][n] self-confidences in [0, 1] (None: missing).
       prm_aggregations: aggregations used for the PRM rules.
       ns: the N values; default 1, 2, 4, ..., up to min(64, smallest n).
       num_subsets: subsets per (problem, N) when there are more than this many.
@@ -531,7 +587,12 @@ def accuracy_vs_n(
             ]
             score_rules[f"bon_prm_{aggregation}"] = aggregated
             weight_rules[f"weighted_majority_vote_prm_{aggregation}"] = aggregated
-    for name, rows in weight_rules.items():
+    checked = dict(weight_rules)
+    if confidences is not None:
+        weight_rules["confidence_weighted_vote"] = [
+            confidence_weights(row) for row in _ragged(confidences, "confidences", lengths)
+        ]
+    for name, rows in checked.items():
         for p, row in enumerate(rows):
             if (row < 0).any():
                 raise ValueError(

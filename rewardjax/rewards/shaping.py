@@ -312,7 +312,24 @@ def _per_source_step(scores, ctx, *, source_key="source", eps=1e-6, ddof=0):
 
 
 @_step("par_bounded_centered")
-def _par_step(scores, ctx, *, ref_key="ref_rewards"):
+def _par_step(scores, ctx, *, reference="field", ref_key="ref_rewards"):
+    """reference="field": each row's M reference rewards from the field `ref_key`;
+    "group": the rewards of the other samples of its group (leave-one-out, finite ones)."""
+    if reference == "group":
+        r = np.asarray(scores, np.float64)
+        out = np.full(r.shape, np.nan)
+        for g in np.unique(ctx.group_ids):
+            rows = np.flatnonzero(ctx.group_ids == g)
+            for i in rows:
+                refs = r[[j for j in rows if j != i and np.isfinite(r[j])]]
+                if np.isfinite(r[i]):
+                    # No other scorable sample: the reward sits at the centre.
+                    out[i] = par_bounded_centered(r[i : i + 1], refs[None])[0] if refs.size else 0.5
+        return out, {}
+    if reference != "field":
+        raise ValueError(
+            f"par_bounded_centered: reference must be field or group, got {reference!r}"
+        )
     refs = [np.atleast_1d(np.asarray(v, np.float64)) for v in ctx.field(ref_key)]
     m = {len(v) for v in refs}
     if len(m) != 1:

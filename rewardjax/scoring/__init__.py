@@ -12,6 +12,7 @@ source in `rewardjax.registry.MODEL_REWARDS`.
 from rewardjax.scoring.models import (
     ENSEMBLE_MODES,
     ImplicitProcessRewardModel,
+    LastTokenSelfScorer,
     OutcomeRewardModel,
     ProcessRewardModel,
     RewardModelEnsemble,
@@ -31,6 +32,7 @@ __all__ = [
     "CREDIT_MODES",
     "ENSEMBLE_MODES",
     "ImplicitProcessRewardModel",
+    "LastTokenSelfScorer",
     "ModelRewardSource",
     "OutcomeRewardModel",
     "ProcessRewardModel",

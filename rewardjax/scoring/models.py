@@ -46,6 +46,7 @@ Array = jax.Array
 __all__ = [
     "ENSEMBLE_MODES",
     "ImplicitProcessRewardModel",
+    "LastTokenSelfScorer",
     "OutcomeRewardModel",
     "ProcessRewardModel",
     "RewardModelEnsemble",
@@ -390,6 +391,7 @@ class ImplicitProcessRewardModel:
         ref_config = ref_config or config
         check_reference_vocab(config, ref_config, what="implicit PRM reference")
         self.config, self.params, self.ref_params = config, params, ref_params
+        self.ref_config = ref_config
         self.beta, self.separator = beta, separator
         self._chunks = _Chunked(tokenizer, batch_size=batch_size, separator=separator)
         self._fn = jax.jit(
@@ -446,3 +448,82 @@ class ImplicitProcessRewardModel:
         """[B] outcome logits Q = β·Σ_t q_t of whole completions."""
         steps = [split_steps(c, self.separator) for c in completions]
         return np.array([r.sum() for r in self.step_rewards(prompts, steps)], np.float32)
+
+
+class LastTokenSelfScorer:
+    """A policy's own LaSeR self-reward: β·(log π(t* | x, y) − c), after the last token.
+
+    The policy is the scorer: t* is read at the position after the
+    completion's EOS (`forward.completion_logprobs_and_next`, temperature 1).
+    A policy trained with the `laser` block fits this score to the verifier
+    reward, so it weighs candidates in `confidence_weighted_vote`.
+
+    Args:
+      config, params: the policy; tokenizer: its tokenizer.
+      token: t*'s id (the `laser.token` of training, by default the BOS).
+      kl_coef: β of training (`laser.kl_coef`).
+      ref_constant: c of training (the `laser/ref_constant` metric the run logs).
+      batch_size: rows per compiled forward.
+
+    Source: "LaSeR: Reinforcement Learning with Last-Token Self-Rewarding".
+    """
+
+    head = "lm"
+
+    def __init__(
+        self,
+        config: models.ModelConfig,
+        params,
+        tokenizer: Tokenizer,
+        *,
+        token: int,
+        kl_coef: float,
+        ref_constant: float,
+        batch_size: int = 64,
+    ):
+        check_vocab(tokenizer, config.vocab_size)
+        if not 0 <= token < config.vocab_size:
+            raise ValueError(f"t* = {token} is outside the vocabulary [0, {config.vocab_size})")
+        self.config, self.params = config, params
+        self.kl_coef, self.ref_constant = float(kl_coef), float(ref_constant)
+        self._chunks = _Chunked(tokenizer, batch_size=batch_size)
+        self._fn = jax.jit(
+            lambda params, *xs: forward.completion_logprobs_and_next(
+                models.build(config), params, *xs, next_token=token
+            )[2]
+        )
+
+    @classmethod
+    def load(
+        cls,
+        path: str,
+        *,
+        kl_coef: float,
+        ref_constant: float,
+        token: int | None = None,
+        tokenizer: str | Tokenizer | None = None,
+        batch_size: int = 64,
+    ):
+        """From an exported policy directory; t* defaults to its tokenizer's BOS."""
+        config, params = load_scorer_params(path, head="lm")
+        tok = load_scorer_tokenizer(tokenizer, path)
+        if token is None:
+            if tok.bos_id is None:
+                raise ValueError(f"tokenizer {tok.source} has no BOS: name t* (token=)")
+            token = tok.bos_id
+        return cls(
+            config,
+            params,
+            tok,
+            token=token,
+            kl_coef=kl_coef,
+            ref_constant=ref_constant,
+            batch_size=batch_size,
+        )
+
+    def scores(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        """[B] self-rewards β·(log π(t*) − c) (≈ the verifier reward once trained)."""
+        arrays = self._chunks.encode_texts(prompts, completions)
+        keys = ("prompt_tokens", "prompt_mask", "tokens", "mask")
+        logprob = self._chunks.run(self._fn, self.params, arrays, keys).astype(np.float64)
+        return (self.kl_coef * (logprob - self.ref_constant)).astype(np.float32)

@@ -149,8 +149,9 @@ def test_mean_ci_over_seeds_is_seeded_and_agrees_with_rliable():
     np.random.seed(2)  # the global RNG does not move our interval
     assert mean_ci_over_seeds({"a": values}, reps=20000)["a"] == first
     many = list(np.linspace(0.3, 0.9, 12) ** 2)
-    assert mean_ci_over_seeds({"a": many}, reps=300)["a"] != (
-        mean_ci_over_seeds({"a": many}, reps=300, seed=3)["a"]
+    assert (
+        mean_ci_over_seeds({"a": many}, reps=300)["a"]
+        != (mean_ci_over_seeds({"a": many}, reps=300, seed=3)["a"])
     )
     # rliable's own estimator (global RNG) gives the same interval up to bootstrap noise.
     np.random.seed(0)

@@ -57,6 +57,7 @@ def test_every_metric_on_generated_data(checkpoints):
         max_n=4,
         num_subsets=4,
         max_new_tokens=24,
+        search={"confidence": "stated"},
     )
     table = result["table"]
     assert {"pairwise_accuracy", "best_of_4_accuracy", "brier", "ece", "pearson", "auroc"} <= set(
@@ -103,6 +104,9 @@ def test_every_metric_on_generated_data(checkpoints):
     for rule, curve in selection.items():
         for n, acc in curve.items():
             assert acc <= selection["pass_at_n"][n] + 1e-9, (rule, n)
+    # A random policy states no <confidence>: the confidence vote falls back to the majority.
+    assert selection["confidence_weighted_vote"] == selection["majority_vote"]
+    assert result["search"] is None  # not asked for by name
     # With one candidate every rule picks it: all equal pass@1.
     assert len({round(curve[1], 9) for curve in selection.values()}) == 1
 

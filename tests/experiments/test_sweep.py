@@ -30,6 +30,7 @@ def sweep(add):
 """
 
 
+@pytest.mark.slow
 def test_sweep_runs_points_and_writes_table(tmp_path):
     config = tmp_path / "tiny_sweep.py"
     config.write_text(CONFIG)

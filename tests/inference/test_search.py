@@ -145,6 +145,17 @@ def test_greedy_and_beam_pick_the_hand_computed_paths():
     assert beam.scorer_calls == len(scorer.calls) == 3
     np.testing.assert_array_equal(beam.scored_sequences, [12])
     np.testing.assert_array_equal(beam.scored_tokens, [4 * 2 + 4 * 4 + 4 * 6])
+    # Compute: the prompt (L tokens) is prefilled once; a token at completion index i
+    # (from 1) attends L + i positions. Each round, 4 rows add 2 tokens after
+    # 0, 2, 4 cached ones (forks copy the cache, nothing is recomputed).
+    length = len(prompts[0])
+    rounds = sum(4 * ((length + k + 1) + (length + k + 2)) for k in (0, 2, 4))
+    np.testing.assert_array_equal(beam.prompt_tokens, [length])
+    np.testing.assert_array_equal(beam.policy_attended, [length * (length + 1) / 2 + rounds])
+    # The scorer reads prompt + solution whole, each time: 4 solutions of 2, 4, 6 tokens.
+    read = [length + c for c in (2, 4, 6) for _ in range(4)]
+    np.testing.assert_array_equal(beam.scorer_input_tokens, [sum(read)])
+    np.testing.assert_array_equal(beam.scorer_attended, [sum(r * (r + 1) / 2 for r in read)])
 
 
 def _brute_force_scores(tree, table, aggregation, node=""):
@@ -337,6 +348,14 @@ def test_refined_best_of_n_regenerates_from_the_first_flagged_step():
     np.testing.assert_allclose(result.scores, [0.8])
     # 6 + 4 sampled; round 1: 4 (m y) + 6 (a k z); round 2: 4 (m y).
     np.testing.assert_array_equal(result.generated_tokens, [6 + 4 + 4 + 6 + 4])
+    # A regeneration attends to the kept prefix in the cache: (cached, new) tokens
+    # (0, 6), (0, 4), then (2, 4), (0, 6), then (2, 4).
+    length = len(TOK.encode("q"))
+    decode = sum(
+        sum(length + cached + i for i in range(1, new + 1))
+        for cached, new in ((0, 6), (0, 4), (2, 4), (0, 6), (2, 4))
+    )
+    np.testing.assert_array_equal(result.policy_attended, [length * (length + 1) / 2 + decode])
     # Zero rounds is plain best-of-N.
     plain = search.refined_best_of_n(
         ScriptedExpander({"q": RB_TREE}),

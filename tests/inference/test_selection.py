@@ -12,6 +12,7 @@ from rewardjax.inference.selection import (
     bon_orm,
     bon_prm,
     canonical_answer,
+    confidence_weighted_vote,
     format_accuracy_table,
     majority_vote,
     prm_aggregate,
@@ -136,6 +137,36 @@ def test_weighted_majority_vote_with_unit_weights_is_majority_vote():
         assert weighted_majority_vote(answers, np.ones(n)) == majority_vote(answers)
 
 
+def test_confidence_weighted_vote_hand_fixture_and_fallbacks():
+    # 7: .9; 8: .3 + .4 = .7 → index 0, against the majority's 8.
+    assert confidence_weighted_vote([7, 8, 8], [0.9, 0.3, 0.4]) == 0
+    # A candidate without a stated confidence counts 0: 8 gets .3 only.
+    assert confidence_weighted_vote([7, 8, 8], [0.5, 0.3, None]) == 0
+    # With no confidence at all, the vote is the majority's (not index 0).
+    assert confidence_weighted_vote([7, 8, 8], [None, None, float("nan")]) == 1
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        answers = [int(a) for a in rng.integers(0, 4, size=n)]
+        q = float(rng.uniform(0.05, 1.0))
+        assert confidence_weighted_vote(answers, [q] * n) == majority_vote(answers)
+    with pytest.raises(ValueError, match="3 entries but confidences has 2"):
+        confidence_weighted_vote([1, 2, 3], [0.5, 0.5])
+
+
+def test_accuracy_vs_n_confidence_vote_is_the_weighted_vote_of_its_weights():
+    # ORM scores are already in [0, 1]: as confidences they give the ORM-weighted vote.
+    kw = dict(ns=(1, 3, 5), num_subsets=100)
+    by_orm = accuracy_vs_n(ANSWERS, CORRECT, orm_scores=ORM, **kw)
+    by_confidence = accuracy_vs_n(ANSWERS, CORRECT, confidences=ORM, **kw)
+    assert by_confidence["confidence_weighted_vote"] == by_orm["weighted_majority_vote_orm"]
+    # A missing confidence counts 0: at N=5, 7 gets .1 + .2 < 5's .8 + .35 (wrong);
+    # counted as 1 it would give 7 1.3 and the right answer.
+    sparse = [[0.1, 0.2, None, 0.8, 0.35]]
+    result = accuracy_vs_n(ANSWERS, CORRECT, confidences=sparse, **kw)
+    assert result["confidence_weighted_vote"][5] == 0.0
+
+
 def test_weighted_majority_vote_bad_input():
     with pytest.raises(ValueError, match=r"weights\[1\] = -0.5 < 0"):
         weighted_majority_vote([1, 2], [0.5, -0.5])
@@ -178,6 +209,8 @@ RULE_CASES = {
     "bon_prm": (([[0.9, 0.1], [0.6, 0.7]],), {"aggregation": "min"}, 1),  # mins .1, .6
     "majority_vote": (([4, 5, 5],), {}, 1),
     "weighted_majority_vote": (([4, 5, 5], [0.9, 0.2, 0.3]), {}, 0),  # 4: .9 > 5: .5
+    # Confidences clip to [0, 1]: 4 gets 1.0 (not 3.0) < 5: 0.7 + 0.6; None counts 0.
+    "confidence_weighted_vote": (([4, 5, 5, 6], [3.0, 0.7, 0.6, None]), {}, 1),
     "prm_aggregate": (([0.9, 0.5, 0.8],), {"method": "prod"}, 0.36),
 }
 

@@ -113,6 +113,7 @@ def _logged_steps(workdir: str) -> list[int]:
 
 
 @pytest.mark.parametrize("kind", list(RUNS))
+@pytest.mark.slow
 def test_two_processes_through_the_cli_match_one(kind, tmp_path):
     two, one = str(tmp_path / "two"), str(tmp_path / "one")
     # Both processes die (SIGKILL) after step 3, before its checkpoint: 1 and 2 are saved.

@@ -171,6 +171,30 @@ def test_pipeline_logsigmoid_group_quantile_reference():
     np.testing.assert_allclose(out, [-1.3132617, -0.3132617, -0.6931472, -0.6931472], rtol=1e-6)
 
 
+def test_pipeline_par_with_the_group_as_references():
+    sig = lambda x: 1.0 / (1.0 + np.exp(-x))  # noqa: E731
+    # Group 0: rewards 1, 0, 2 → each against the other two; group 1: 5 and an unscorable row.
+    scores = np.array([1.0, 0.0, 2.0, 5.0, np.nan], np.float32)
+    out, _ = apply_shaping(
+        scores,
+        [{"name": "par_bounded_centered", "reference": "group"}],
+        components={"a": scores},
+        group_ids=np.array([0, 0, 0, 1, 1]),
+    )
+    want = [
+        (sig(1.0) + sig(-1.0)) / 2,
+        (sig(-1.0) + sig(-2.0)) / 2,
+        (sig(1.0) + sig(2.0)) / 2,
+        0.5,  # no scorable reference: the centre
+    ]
+    np.testing.assert_allclose(out[:4], want, rtol=1e-6)
+    assert np.isnan(out[4])
+    with pytest.raises(ValueError, match="reference must be field or group"):
+        apply_shaping(
+            scores, [{"name": "par_bounded_centered", "reference": "sft"}], components={"a": scores}
+        )
+
+
 def test_pipeline_errors_name_the_culprit():
     comps = {"a": np.zeros(2)}
     with pytest.raises(KeyError, match="unknown"):

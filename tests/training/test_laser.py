@@ -61,6 +61,7 @@ def test_next_logprob_after_the_last_token(group):
     np.testing.assert_allclose(nxt, _next_logprob_by_hand(batch, lengths), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_the_laser_term_adds_alpha_times_the_squared_error():
     batch, lengths = _batch()
     b, t = batch["tokens"].shape
@@ -97,6 +98,7 @@ def test_the_laser_term_adds_alpha_times_the_squared_error():
     assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.slow
 def test_laser_runs_in_the_rl_loop_with_a_constant_c(tmp_path):
     c = grpo_arithmetic.get_config("runlocal=True")
     c.laser.enabled = True

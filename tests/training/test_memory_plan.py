@@ -71,6 +71,7 @@ def test_sft_step_on_one_device():
     assert (r["mesh"], r["objective"], r["batch"], r["seq_len"]) == ("1,1,1", "sft", 4, 12)
 
 
+@pytest.mark.slow
 def test_rl_config_plans_the_trainers_loss_inputs():
     # KL in the loss: π_ref's log-probs are one more [B, T] float32 input.
     grpo_kl = grpo_arithmetic.get_config("runlocal=True,kl_coef=0.04")
@@ -252,6 +253,7 @@ def test_rollout_shape_of_a_preset_and_of_an_rl_config():
     assert memory_plan._rollout_shape(rl, 999, 2, 64, 24)["max_new_tokens"] == 64
 
 
+@pytest.mark.slow
 def test_plan_memory_plans_the_sampler_of_a_grpo_config():
     rl = grpo_arithmetic.get_config("runlocal=True")
     _, (row,) = memory_plan.plan_memory(config=rl, mesh="1,1,1", seq_len=48, prompt_len=16)

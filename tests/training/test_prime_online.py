@@ -64,10 +64,12 @@ def _capture_prepared_batches(trainer):
     return seen
 
 
-def test_psi_learns_from_the_labels_every_step_and_the_policy_still_updates(tmp_path):
-    trainer = rl.RLTrainer(_config(), str(tmp_path))
+@pytest.mark.slow
+def test_psi_learns_from_the_labels_every_step_and_rewards_the_batch_after_its_update(tmp_path):
+    trainer = rl.RLTrainer(_config(update_order="before"), str(tmp_path))
     # Every row labelled correct: ψ's update must raise Σ_t log π_ψ/π_ref on it.
     _force_labels(trainer, np.ones)
+    seen = _capture_prepared_batches(trainer)
     policy0 = _host(trainer.state.params["policy"])
     ref0 = _host(trainer.ref_params)
     psi0 = _host(trainer.aux_states["prime"].params["policy"])
@@ -93,6 +95,19 @@ def test_psi_learns_from_the_labels_every_step_and_the_policy_still_updates(tmp_
     for m in (m1, m2):
         assert {"prime/loss", "prime/accuracy", "prime/reward_mean"} <= set(m)
         assert float(m["advantage/abs_max"]) > 0  # the process rewards reach the advantages
+    # update_order="before": step 2's token rewards come from ψ after its update (ψ2).
+    _check_token_rewards(trainer, seen[-1], used=psi2, other=psi1)
+
+
+def _check_token_rewards(trainer, batch, *, used, other):
+    """The batch's token rewards are β·log π_ψ/π_ref of `used` ψ, and not of `other`."""
+    expected = _independent_token_rewards(trainer, used, batch)
+    assert np.abs(expected).max() > 1e-4  # ψ has moved away from π_ref
+    assert np.abs(_independent_token_rewards(trainer, other, batch) - expected).max() > 1e-5
+    got = batch["token_rewards"]
+    assert got.shape == batch["tokens"].shape
+    assert np.all(got[batch["mask"] == 0] == 0)
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=1e-3)
 
 
 def _independent_token_rewards(trainer, psi, batch):
@@ -113,37 +128,22 @@ def _independent_token_rewards(trainer, psi, batch):
     return BETA * (logprobs(psi) - logprobs(_host(trainer.ref_params))) * (batch["mask"] > 0)
 
 
-@pytest.mark.parametrize("update_order", ["before", "after"])
-def test_token_rewards_are_beta_log_ratios_of_psi_and_ref(update_order, tmp_path):
-    trainer = rl.RLTrainer(_config(update_order=update_order), str(tmp_path))
-    _force_labels(trainer, lambda n: np.arange(n) % 2)
+@pytest.mark.slow
+def test_resume_restores_psi_exactly_and_rewards_come_before_its_update(tmp_path):
+    first, resumed = tmp_path / "first", tmp_path / "resumed"
+    c = _config(steps=2, update_order="after")
+    c.checkpoint.every = 1
+    trainer = rl.RLTrainer(c, str(first))
     seen = _capture_prepared_batches(trainer)
     trainer.train_step()
     psi1 = _host(trainer.aux_states["prime"].params["policy"])
-    trainer.train_step()
-    psi2 = _host(trainer.aux_states["prime"].params["policy"])
-    batch = seen[-1]
-    # "before": this step's rewards come from ψ after its update, "after" from ψ before it.
-    used, other = (psi2, psi1) if update_order == "before" else (psi1, psi2)
-    expected = _independent_token_rewards(trainer, used, batch)
-    assert np.abs(expected).max() > 1e-4  # ψ has moved away from π_ref
-    assert np.abs(_independent_token_rewards(trainer, other, batch) - expected).max() > 1e-5
-    got = batch["token_rewards"]
-    assert got.shape == batch["tokens"].shape
-    assert np.all(got[batch["mask"] == 0] == 0)
-    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=1e-3)
-
-
-def test_resume_restores_psi_and_its_optimizer_state_exactly(tmp_path):
-    first, resumed = tmp_path / "first", tmp_path / "resumed"
-    c = _config(steps=2)
-    c.checkpoint.every = 1
-    trainer = rl.RLTrainer(c, str(first))
-    trainer.run()
+    trainer.run()  # the second step, and the checkpoints
     saved = _host(trainer.aux_states["prime"])
+    # update_order="after": step 2's token rewards come from ψ before its update (ψ1).
+    _check_token_rewards(trainer, seen[-1], used=psi1, other=_host(saved.params["policy"]))
     shutil.copytree(first, resumed)
 
-    c3 = _config(steps=3)
+    c3 = _config(steps=3, update_order="after")
     c3.checkpoint.every = 1
     again = rl.RLTrainer(c3, str(resumed))
     assert again.step == 2

@@ -7,10 +7,13 @@ figure is in BENCHMARKS.md): the same SFT, 50 instead of 120 GRPO steps,
 
 import json
 
+import pytest
+
 from configs import quickstart
 from rewardjax.training import quickstart as qs
 
 
+@pytest.mark.slow
 def test_quickstart_improves_heldout_pass_at_1(tmp_path):
     c = quickstart.get_config()
     c.sft.checkpoint.every = 0

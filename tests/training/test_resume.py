@@ -67,6 +67,7 @@ def _params_at(workdir, template, step):
 
 
 @pytest.mark.parametrize("loop", list(LOOPS))
+@pytest.mark.slow
 def test_sigkill_at_three_points_then_resume_is_bitwise_identical(loop, tmp_path):
     clean = tmp_path / "clean"
     result = _train(loop, clean)

@@ -50,6 +50,7 @@ def test_every_rl_variant_trains_end_to_end_below():
 
 
 @pytest.mark.parametrize("name,config_fn", RUNLOCAL_CONFIGS)
+@pytest.mark.slow
 def test_runlocal_configs_train(name, config_fn, tmp_path):
     c = config_fn()
     c.steps = 2
@@ -348,6 +349,7 @@ def test_zero_variance_mask_mode_drops_constant_groups(tmp_path):
         np.testing.assert_array_equal(a, np.asarray(b))
 
 
+@pytest.mark.slow
 def test_rl_trains_on_a_two_device_mesh(tmp_path):
     """The trainer's sharded path: params, optimizer state, batches and KV cache on 2 fake devices."""
     import subprocess
@@ -464,6 +466,7 @@ def test_sampler_settings_from_the_config(tmp_path, monkeypatch):
     assert seen["cache_block"] == 4 and seen["compact_min_rows"] == 2
 
 
+@pytest.mark.slow
 def test_shared_prompt_update_equals_per_row_update(tmp_path):
     """updates.shared_prompt (each prompt run once per group) gives the same loss and gradient."""
 

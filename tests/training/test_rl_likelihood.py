@@ -41,6 +41,7 @@ def _logprobs_by_hand(params, config, prompt, forced):
 
 
 @pytest.mark.parametrize("reward", ["ref_answer_logprob", "rlpr_prob_reward"])
+@pytest.mark.slow
 def test_likelihood_rewards_equal_the_policy_probability_of_the_answer(tmp_path, reward):
     c = grpo_arithmetic_likelihood.get_config(f"runlocal=True,reward={reward},verifier_weight=0")
     c.steps = 1

@@ -76,6 +76,7 @@ def test_unknown_source_and_a_policy_that_never_solves_are_named():
 
 
 @pytest.mark.parametrize("module", [rm_arithmetic, dpo_arithmetic])
+@pytest.mark.slow
 def test_trainers_learn_from_their_start_policys_samples(
     module, tmp_path_factory, worker_id, tmp_path
 ):

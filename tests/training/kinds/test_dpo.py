@@ -118,6 +118,7 @@ def test_reference_precomputed_equals_on_the_fly(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_dpo_raises_held_out_pass_at_1_over_its_sft_start(tmp_path_factory, worker_id, tmp_path):
     sft_hf = fx.shared_sft(tmp_path_factory, worker_id)
     c = fx.offline_config(dpo_arithmetic, f"model_path={sft_hf}")
