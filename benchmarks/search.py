@@ -27,7 +27,8 @@ curve (no extrapolation).
 The speed part times step-level generation (`rewardjax.sampling.stepwise`
 through `PolicyExpander`: prefill, fork, one step per call) against one
 `sampling.generate` call on the same rows (16 prompts × 4, 48 new tokens,
-the SFT policy), interleaved, medians of 7, and checks that the step
+the SFT policy; as configured by default, and with its compaction of
+finished rows off), interleaved, medians of 7, and checks that the step
 sampler compiles nothing after its warm-up.
 
 Prints a JSON line last: bench "search", beam_minus_weighted_vote_at_equal_tokens
@@ -296,7 +297,7 @@ def _speed(cpu: dict) -> dict:
 
     tokens_p, mask_p = encode_prompts(tok, [p.prompt for p in problems])
 
-    def plain(key):
+    def plain(key, compact_min_rows=8):
         out = sampling.generate(
             config,
             params,
@@ -307,27 +308,36 @@ def _speed(cpu: dict) -> dict:
             temperature=1.0,
             eos_ids=tok.stop_ids,
             pad_id=tok.pad_id,
+            compact_min_rows=compact_min_rows,
         )
         return int(np.asarray(out.lengths).sum()), 1
 
+    def uncompacted(key):  # every row stays in the batch to the end, as in the step loop
+        return plain(key, compact_min_rows=0)
+
+    sides = (("step", stepped), ("plain", plain), ("uncompacted", uncompacted))
     for k in range(2):  # warm-up: every compile
-        stepped(jax.random.key(k))
-        plain(jax.random.key(k))
+        for _, fn in sides:
+            fn(jax.random.key(k))
     compiled = stepwise._extend_jit._cache_size()
-    rates: dict[str, list[float]] = {"step": [], "plain": []}
+    rates: dict[str, list[float]] = {name: [] for name, _ in sides}
     calls = []
     for k in range(7):
-        for name, fn in (("step", stepped), ("plain", plain)):
+        for name, fn in sides:
             start = time.perf_counter()
             tokens, n_calls = fn(jax.random.key(100 + k))
             rates[name].append(tokens / (time.perf_counter() - start))
             if name == "step":
                 calls.append(n_calls)
     step, base = statistics.median(rates["step"]), statistics.median(rates["plain"])
+    whole = statistics.median(rates["uncompacted"])
     return dict(
         step_tokens_per_s=step,
         plain_tokens_per_s=base,
         step_generation_tokens_per_s_ratio=step / base,
+        # generate drops finished rows from its batch (compact_min_rows); without that:
+        plain_uncompacted_tokens_per_s=whole,
+        step_vs_uncompacted_ratio=step / whole,
         step_calls_median=statistics.median(calls),
         step_compiles_after_warmup=stepwise._extend_jit._cache_size() - compiled,
         speed_rows=len(prompts) * group,

@@ -15,7 +15,7 @@ from rewardjax.inference.search import (
     first_flagged_step,
     greedy_step_search,
     refined_best_of_n,
-    separator_token_id,
+    separator_token_ids,
     split_step_tokens,
 )
 from rewardjax.inference.selection import (
@@ -60,7 +60,7 @@ __all__ = [
     "prm_aggregate",
     "refined_best_of_n",
     "search_flops",
-    "separator_token_id",
+    "separator_token_ids",
     "split_step_tokens",
     "step_score_rows",
     "weighted_majority_vote",

@@ -13,9 +13,10 @@ list of [S] step-score arrays` on text — `ProcessRewardModel.step_scores` and
 `ImplicitProcessRewardModel.step_scores` fit — and a partial or complete
 solution's score is `prm_aggregate` of its step scores (min, last, prod, mean).
 
-Steps are cut in tokens: a step ends with the separator token (the separator
-must be one token of the tokenizer), the last one with the EOS or the token
-budget. Every search is a deterministic function of its key: row ids name the
+Steps are cut in tokens: a step ends with a token whose text ends with the
+separator (its own token, or a BPE merge such as ".\n\n" for "\n\n"), the
+last one with the EOS or the token budget; the scorer reads each step's text
+without its separator. Every search is a deterministic function of its key: row ids name the
 candidates, so `early_rejection` continues exactly the candidates that
 `best_of_n` with the same key would have run to the end.
 """
@@ -51,7 +52,7 @@ __all__ = [
     "first_flagged_step",
     "greedy_step_search",
     "refined_best_of_n",
-    "separator_token_id",
+    "separator_token_ids",
     "split_step_tokens",
 ]
 
@@ -63,7 +64,8 @@ class Expander(Protocol):
     """
 
     tokenizer: Tokenizer
-    separator_id: int
+    separator: str  # the step separator's text
+    separator_ids: tuple[int, ...]  # the tokens that end a step (their text ends with it)
     max_rows: int
 
     def start(self, prompts: Sequence[Sequence[int]]) -> Any:
@@ -94,7 +96,7 @@ class PolicyExpander:
     Args:
       config, params: the policy.
       tokenizer: its tokenizer (EOS and pad ids, decoding steps to text).
-      separator: the step separator; must be a single token.
+      separator: the step separator (`separator_token_ids`: the tokens ending with it).
       max_new_tokens: completion budget of every row.
       max_step_tokens: a step longer than this is cut (the next call goes on with it).
       max_rows: the largest batch a search may run (rows = problems × width × expansions).
@@ -117,7 +119,8 @@ class PolicyExpander:
         top_p: float = 1.0,
         cache_slack: int | None = None,
     ):
-        self.separator_id = separator_token_id(tokenizer, separator)
+        self.separator = separator
+        self.separator_ids = separator_token_ids(tokenizer, separator)
         if tokenizer.eos_id is None:
             raise ValueError(f"tokenizer {tokenizer.source} has no EOS id: rows could not end")
         self.config, self.params, self.tokenizer = config, params, tokenizer
@@ -148,7 +151,7 @@ class PolicyExpander:
             rng=rng,
             max_step_tokens=max_tokens
             or (self.max_step_tokens if to_step_end else self.max_new_tokens),
-            step_ids=(self.separator_id,) if to_step_end else (),
+            step_ids=self.separator_ids if to_step_end else (),
             eos_ids=self.eos_ids,
             pad_id=self.pad_id,
             row_ids=row_ids,
@@ -165,24 +168,38 @@ class PolicyExpander:
         return stepwise.truncate(self.config, self.params, state, keep, pad_id=self.pad_id)
 
 
-def separator_token_id(tokenizer: Tokenizer, separator: str) -> int:
-    """The id of the step separator; an error unless it is exactly one token."""
-    ids = tokenizer.encode(separator)
-    if len(ids) != 1:
-        raise ValueError(
-            f"tokenizer {tokenizer.source}: the step separator {separator!r} encodes to "
-            f"{len(ids)} tokens {ids}; step-level search stops at a single separator token"
-        )
+def separator_token_ids(tokenizer: Tokenizer, separator: str) -> tuple[int, ...]:
+    """Every token whose text ends with the step separator: the tokens that end a step.
+
+    The separator's own token, and BPE merges of it with what precedes it
+    (".\n\n", "\n\n\n" for "\n\n"). A separator that no token ends with
+    (it is spelled only across tokens, or absent) is an error: step-level
+    search stops at a token.
+    """
     check_separator_token(tokenizer, separator)
-    return int(ids[0])
+    specials = {tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id, *tokenizer.stop_ids}
+    ids = tuple(
+        i
+        for i in range(tokenizer.vocab_size)
+        if i not in specials and tokenizer.decode([i]).endswith(separator)
+    )
+    if not ids:
+        raise ValueError(
+            f"tokenizer {tokenizer.source}: no token ends with the step separator "
+            f"{separator!r} (it encodes to {tokenizer.encode(separator)}); step-level search "
+            "stops at a token that ends with it"
+        )
+    return ids
 
 
-def split_step_tokens(tokens: Sequence[int], separator_id: int) -> list[list[int]]:
-    """A completion's steps in tokens: cut after each separator (a trailing partial step kept)."""
+def split_step_tokens(tokens: Sequence[int], separator_ids) -> list[list[int]]:
+    """A completion's steps in tokens: cut after each separator token (a trailing partial
+    step kept). `separator_ids`: one id or a collection of them."""
+    ends = {int(separator_ids)} if np.ndim(separator_ids) == 0 else {int(i) for i in separator_ids}
     steps, current = [], []
     for token in tokens:
         current.append(int(token))
-        if token == separator_id:
+        if token in ends:
             steps.append(current)
             current = []
     if current or not steps:
@@ -254,7 +271,7 @@ class _Run:
                 f"unknown aggregation {aggregation!r}; known: {', '.join(PRM_AGGREGATIONS)}"
             )
         self.expander, self.scorer, self.aggregation = expander, scorer, aggregation
-        self.sep = expander.separator_id
+        self.sep, self.sep_ids = expander.separator, expander.separator_ids
         tok = expander.tokenizer
         self.prompt_texts = (
             list(prompt_texts) if prompt_texts is not None else [tok.decode(p) for p in prompts]
@@ -272,8 +289,12 @@ class _Run:
 
     def step_texts(self, tokens: Sequence[int]) -> list[str]:
         tok = self.expander.tokenizer
-        steps = split_step_tokens(tokens, self.sep)
-        texts = [tok.decode([t for t in s if t != self.sep]) for s in steps]
+        texts = []
+        for step in split_step_tokens(tokens, self.sep_ids):
+            text = tok.decode(step)
+            while text.endswith(self.sep):  # the separator, and a merged run of it
+                text = text[: -len(self.sep)]
+            texts.append(text)
         # An EOS alone after the last separator is no step of its own.
         if len(texts) > 1 and not texts[-1].strip():
             texts.pop()
@@ -372,10 +393,10 @@ def _check_scorer(scorer, expander) -> None:
     owner = getattr(scorer, "__self__", scorer)
     separator = getattr(owner, "separator", None)
     tok = expander.tokenizer
-    if separator is not None and tok.encode(separator) != [expander.separator_id]:
+    if separator is not None and separator != expander.separator:
         raise ValueError(
-            f"the scorer reads steps at {separator!r}, the search cuts them at token "
-            f"{expander.separator_id} ({tok.decode([expander.separator_id])!r})"
+            f"the scorer reads steps at {separator!r}, the search cuts them at "
+            f"{expander.separator!r}"
         )
     other = getattr(owner, "tokenizer", None)
     if other is not None and (other.vocab_size, other.source) != (tok.vocab_size, tok.source):
@@ -663,7 +684,7 @@ def refined_best_of_n(
             for r, c in enumerate(rows):
                 flagged = first_flagged_step(c.step_scores, threshold) if eligible[r] else None
                 if flagged is not None:
-                    steps = split_step_tokens(c.tokens, expander.separator_id)
+                    steps = split_step_tokens(c.tokens, expander.separator_ids)
                     keep[r] = sum(len(s) for s in steps[:flagged])
             refine = keep < np.array([len(c.tokens) for c in rows])
             if not refine.any():

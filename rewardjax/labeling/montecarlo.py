@@ -151,6 +151,15 @@ def _grade(grade: Grader, problem, text: str, where: str, on_error: str) -> bool
         ) from e
 
 
+def _prefix_value(grade, problems, solutions, i, upto, continuations, separator, on_error):
+    """Solution i's prefix value at step `upto`: the share of its continuations graded
+    correct; None when the grader raised and on_error is "skip"."""
+    head = prefix_text(solutions[i], upto, separator)
+    problem, where = problems[i], f"solution {i} step {upto}"
+    grades = [_grade(grade, problem, head + c, where, on_error) for c in continuations]
+    return None if any(g is None for g in grades) else float(np.mean(grades))
+
+
 def _check_inputs(problems, solutions, k: int, separator: str, on_grader_error: str) -> None:
     if k < 1:
         raise ValueError(f"k={k}: each prefix needs at least one rollout")
@@ -285,16 +294,14 @@ def monte_carlo_values(
     for (i, s), continuations in zip(jobs, texts):
         if values[i] is None:
             continue
-        head = prefix_text(solutions[i], s, separator)
-        grades = [
-            _grade(grade, problems[i], head + c, f"solution {i} step {s}", on_grader_error)
-            for c in continuations
-        ]
-        if any(g is None for g in grades):
+        value = _prefix_value(
+            grade, problems, solutions, i, s, continuations, separator, on_grader_error
+        )
+        if value is None:
             skipped["grader_error"] = skipped.get("grader_error", 0) + 1
             values[i] = None
             continue
-        values[i][s] = float(np.mean(grades))
+        values[i][s] = value
     return PrefixValues(
         values=values,
         k=k,
@@ -398,17 +405,15 @@ def first_error_search(
         rollouts += k * len(active)
         prefixes += len(active)
         for (i, mid), continuations in zip(active, texts):
-            head = prefix_text(solutions[i], mid, separator)
-            grades = [
-                _grade(grade, problems[i], head + c, f"solution {i} step {mid}", on_grader_error)
-                for c in continuations
-            ]
-            if any(g is None for g in grades):
+            value = _prefix_value(
+                grade, problems, solutions, i, mid, continuations, separator, on_grader_error
+            )
+            if value is None:
                 skipped["grader_error"] = skipped.get("grader_error", 0) + 1
                 values[i] = None
                 del bounds[i]
                 continue
-            values[i][mid] = float(np.mean(grades))
+            values[i][mid] = value
             if values[i][mid] > 0:
                 bounds[i][0] = mid + 1
             else:

@@ -37,7 +37,8 @@ class ScriptedExpander:
 
     def __init__(self, tree, max_rows=64):
         self.tree, self.max_rows = tree, max_rows
-        self.tokenizer, self.separator_id = TOK, TOK.encode("\n")[0]
+        self.tokenizer, self.separator = TOK, "\n"
+        self.separator_ids = (TOK.encode("\n")[0],)
         self.truncations = []
 
     def start(self, prompts):
@@ -411,7 +412,7 @@ def test_policy_beam_search_is_deterministic_and_compiles_once(policy):
         assert first.tokens[p] in [c.tokens for c in pool]
         assert first.scores[p] == max(c.score for c in pool)
         assert first.generated_tokens[p] >= max(len(c.tokens) for c in pool)
-        steps = search.split_step_tokens(first.tokens[p], expander.separator_id)
+        steps = search.split_step_tokens(first.tokens[p], expander.separator_ids)
         assert len(steps) <= 4 or len(first.tokens[p]) == 24
 
 
@@ -451,7 +452,7 @@ def test_policy_refined_best_of_n_keeps_the_steps_before_the_flagged_one(policy)
     for c in samples:
         step = search.first_flagged_step(c.step_scores, 0.6)
         if step is not None:
-            steps = search.split_step_tokens(c.tokens, expander.separator_id)
+            steps = search.split_step_tokens(c.tokens, expander.separator_ids)
             prefixes.append((c, list(itertools.chain.from_iterable(steps[:step]))))
     assert len(refined) == len(prefixes) and any(kept for _, kept in prefixes)
     regenerated = 0
@@ -465,7 +466,7 @@ def test_policy_refined_best_of_n_keeps_the_steps_before_the_flagged_one(policy)
 
 def test_bad_input_is_refused_before_any_compilation(policy):
     config, params = policy
-    with pytest.raises(ValueError, match="encodes to 2 tokens"):
+    with pytest.raises(ValueError, match="does not end in its own token"):
         search.PolicyExpander(config, params, TOK, separator="\n\n")
     expander = search.PolicyExpander(config, params, TOK, separator="\n", max_rows=8)
     kw = dict(rng=jax.random.key(0), max_steps=2)
@@ -499,4 +500,69 @@ def test_scripted_tree_helpers_are_sound():
         TOK.encode("a")[0],
         2,
         TOK.encode("b")[0],
+    ]
+
+
+class MergedTokenizer(CharTokenizer):
+    """The char vocabulary plus one BPE-like merge: a token whose text is ".\\n"."""
+
+    def __init__(self):
+        super().__init__()
+        self.merged = self.vocab_size
+        self.vocab_size += 1
+
+    def decode(self, ids, *, skip_special=True):
+        return "".join(
+            ".\n"
+            if i == self.merged
+            else super(MergedTokenizer, self).decode([i], skip_special=skip_special)
+            for i in ids
+        )
+
+
+class FixedExpander:
+    """Every row emits the same tokens, all at once."""
+
+    def __init__(self, tokenizer, tokens):
+        self.tokenizer, self.tokens, self.max_rows = tokenizer, tokens, 8
+        self.separator = "\n"
+        self.separator_ids = search.separator_token_ids(tokenizer, "\n")
+
+    def start(self, prompts):
+        return [[] for _ in prompts]
+
+    def fork(self, state, rows):
+        return [list(state[r]) for r in rows]
+
+    def extend(self, state, *, rng, row_ids, run, to_step_end, max_tokens):
+        emitted = [list(self.tokens[len(row) :]) if go else [] for row, go in zip(state, run)]
+        for row, e in zip(state, emitted):
+            row += e
+        return state, emitted, np.ones(len(state), bool)
+
+    def truncate(self, state, keep):
+        return [row[:k] for row, k in zip(state, keep)]
+
+
+def test_a_token_that_merges_the_separator_ends_a_step():
+    tok = MergedTokenizer()
+    # Tokens ending with "\n": its own and the merge; none of the others.
+    assert search.separator_token_ids(tok, "\n") == (tok.encode("\n")[0], tok.merged)
+    assert search.separator_token_ids(TOK, "\n") == tuple(TOK.encode("\n"))
+    seen = []
+
+    def scorer(prompts, steps):
+        seen.extend(steps)
+        return [np.full(len(s), 0.9) for s in steps]
+
+    # "ab" + ".\n" (merged) + "c" + "\n" + "d" + EOS: three steps, the "." kept in the first.
+    tokens = [*tok.encode("ab"), tok.merged, *tok.encode("c\nd"), tok.eos_id]
+    result = search.best_of_n(
+        FixedExpander(tok, tokens), scorer, [tok.encode("q")], rng=jax.random.key(0), n=1
+    )
+    assert seen == [["ab.", "c", "d"]]
+    assert search.split_step_tokens(result.tokens[0], (tok.encode("\n")[0], tok.merged)) == [
+        [*tok.encode("ab"), tok.merged],
+        tok.encode("c\n"),
+        [*tok.encode("d"), tok.eos_id],
     ]

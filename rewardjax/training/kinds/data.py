@@ -427,20 +427,41 @@ def encode_lists(
     }
 
 
-def lists_of_split(config, task, tokenizer: Tokenizer, split: str) -> dict[str, np.ndarray]:
-    """The dpo kind's ranked lists of `split` (data.format="lists"), encoded by `encode_lists`."""
+def _records_of_split(
+    config,
+    task,
+    fmt: str,
+    split: str,
+    *,
+    paths: tuple[str, str] = ("train_path", "test_path"),
+    readers: bool = True,
+    **kwargs,
+) -> tuple[str, list]:
+    """(path, records) of `split`: the data block's file for it, else generated from the task.
+
+    paths: the data keys of the train and test files; readers: whether the
+    block's `reader` fields (published formats) apply; kwargs: to `load_records`.
+    """
     c = config
-    path = c.data.train_path if split == "train" else c.data.test_path
-    lists = load_records(
+    path = c.data[paths[0]] if split == "train" else c.data[paths[1]]
+    if readers:
+        kwargs.update(reader_of(c.data, split))
+    records = load_records(
         task,
-        "ranked_lists",
+        fmt,
         path=path,
         num=c.data.num_train if split == "train" else c.data.num_test,
         split=split,
         seed=c.seed,
-        list_size=c.data.list_size,
-        **reader_of(c.data, split),
+        **kwargs,
     )
+    return path, records
+
+
+def lists_of_split(config, task, tokenizer: Tokenizer, split: str) -> dict[str, np.ndarray]:
+    """The dpo kind's ranked lists of `split` (data.format="lists"), encoded by `encode_lists`."""
+    c = config
+    path, lists = _records_of_split(c, task, "ranked_lists", split, list_size=c.data.list_size)
     return encode_lists(
         tokenizer,
         lists,
@@ -507,14 +528,13 @@ def encode_ratings(
 def ratings_of_split(config, task, tokenizer: Tokenizer, split: str) -> dict[str, np.ndarray]:
     """The rm kind's rated responses of `split` (data.ratings_path / ratings_test_path or generated)."""
     c = config
-    path = c.data.ratings_path if split == "train" else c.data.ratings_test_path
-    records = load_records(
+    path, records = _records_of_split(
+        c,
         task,
         "ratings",
-        path=path,
-        num=c.data.num_train if split == "train" else c.data.num_test,
-        split=split,
-        seed=c.seed,
+        split,
+        paths=("ratings_path", "ratings_test_path"),
+        readers=False,
         error_rate=c.data.error_rate,
     )
     return encode_ratings(
@@ -576,17 +596,7 @@ def encode_step_records(
 def step_records(config, tokenizer: Tokenizer, task, split: str) -> tuple[list, dict]:
     """The prm and implicit_prm kinds' step-labelled solutions of `split`, and their arrays."""
     c = config
-    path = c.data.train_path if split == "train" else c.data.test_path
-    records = load_records(
-        task,
-        "step_labels",
-        path=path,
-        num=c.data.num_train if split == "train" else c.data.num_test,
-        split=split,
-        seed=c.seed,
-        error_rate=c.data.error_rate,
-        **reader_of(c.data, split),
-    )
+    path, records = _records_of_split(c, task, "step_labels", split, error_rate=c.data.error_rate)
     arrays = encode_step_records(
         tokenizer,
         records,
