@@ -112,8 +112,9 @@ def sampled_points(
     For each problem and N, `num_subsets` random subsets of N of its n
     candidates (all of them when fewer): accuracy, generated tokens and FLOPs
     averaged over the subsets. Majority and confidence votes cost the policy
-    only; best-of-N and the PRM-weighted vote add the scorer's pass over each
-    candidate.
+    only (a stated confidence is in the text; LaSeR's self-reward is one more
+    decode position, left out); best-of-N and the PRM-weighted vote add the
+    scorer's pass over each candidate.
     """
     answers, correct = _grade(task, problems, tokenizer, result.pools)
     n = min(len(pool) for pool in result.pools)
