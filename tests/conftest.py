@@ -15,14 +15,23 @@ import pytest
 
 _LOCK_PATH = os.path.join(tempfile.gettempdir(), "rewardjax-sandbox-tests.lock")
 
-# A persistent XLA compilation cache, shared by the xdist workers and by the
-# programs the tests launch (they inherit the environment): most tests build
-# the same small runlocal models, and reading a compiled program back from
-# disk takes a fraction of compiling it again (a fifth of the RL tests' time).
-# Set before any test module imports jax; a value from the caller wins.
-os.environ.setdefault(
-    "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "rewardjax-tests-jax-cache")
-)
+# A persistent XLA compilation cache per xdist worker, shared with the
+# programs that worker launches (they inherit the environment): most tests
+# build the same small runlocal models, and reading a compiled program back
+# from disk takes a fraction of compiling it again (a fifth of the RL tests'
+# time). One directory per worker because JAX writes an entry in place: a
+# process reading it while another writes it can load a truncated executable
+# (a CLI run once aborted that way). Programs started concurrently from one
+# worker (the ranks of a multi-process run) go without the cache
+# (`_parallel_harness`). Set before any test module imports jax; a value from
+# the caller wins (the workers inherit the controller's value, hence the marker).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ or os.environ.get("_REWARDJAX_TESTS_CACHE"):
+    os.environ["_REWARDJAX_TESTS_CACHE"] = "1"
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(
+        tempfile.gettempdir(),
+        "rewardjax-tests-jax-cache",
+        os.environ.get("PYTEST_XDIST_WORKER", "main"),
+    )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 

@@ -36,6 +36,9 @@ def test_sweep_runs_points_and_writes_table(tmp_path):
     config.write_text(CONFIG)
     workdir = tmp_path / "sweep"
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+    # Its two runs go side by side: neither reads the suite's compilation
+    # cache, which another process could be writing in place (conftest.py).
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     cmd = [
         sys.executable,
         "-m",

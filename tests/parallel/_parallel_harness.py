@@ -28,6 +28,10 @@ def _env(devices: int, fast: bool) -> dict[str, str]:
     env["XLA_FLAGS"] = flags
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    # Workers here run side by side (the ranks of one run, a resumed run beside
+    # a fresh one): none reads the test suite's compilation cache, whose
+    # entries are written in place and could be read half-written.
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
     return env
 
 
