@@ -49,6 +49,22 @@ def model_block(*, preset: str = "tiny", path: str = "", tokenizer: str = "char"
     )
 
 
+def prompt_block() -> dict:
+    """How prompts are written for the checkpoint (`rewardjax.tokenizers.PromptFormat`)."""
+    return dict(
+        # Render each prompt with the tokenizer's chat template and generation
+        # prompt (a checkpoint's tokenizer_config.json / chat_template.jinja);
+        # a dataset's message lists (UltraFeedback, HH-RLHF, conversations) are
+        # rendered whole. False: the prompt text as is.
+        chat_template=False,
+        # A system message first; without a template it precedes the prompt.
+        system="",
+        # Appended to the last user message, e.g.
+        # "\nPlease reason step by step, and put your final answer within \\boxed{}."
+        suffix="",
+    )
+
+
 def optim_block(*, learning_rate: float, total_steps: int = 0, **kw) -> dict:
     block = dict(
         learning_rate=learning_rate,
@@ -97,6 +113,7 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     c.seed = 0
     c.steps = 200
     c.model = model_block()
+    c.prompt = prompt_block()
     # Recompute each block in the backward pass. On a 2-core CPU this is faster
     # as well as smaller (the saved activations of the scanned layers cost more
     # memory traffic than the recomputation: GRPO update 0.112 s vs 0.138 s at
@@ -246,14 +263,16 @@ def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     c.batch_size = 64
     c.microbatches = 1
     c.model = model_block()
+    c.prompt = prompt_block()
     c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
     # loss: a SFT_LOSSES key (sft_nll, dft_prob_weighted, asft_anchored with
     # kwargs.kl_coef: KL to the frozen initial policy, raft_reward_ranked).
     c.objective = dict(kind="sft", loss="sft_nll", kwargs=dict(aggregation="token_mean"))
     # Device mesh: sizes of the data / fsdp / tensor axes, -1 = the rest.
     c.mesh = dict(data=-1, fsdp=1, tensor=1)
-    # Demonstrations: a JSONL file of {"prompt", "response"} rows (train_path,
-    # format "demonstrations"), or, when empty, the task's own. error_rate: share
+    # Demonstrations: a JSONL file of {"prompt", "response"} rows or of
+    # {"messages": [...]} conversations, one demonstration per assistant turn
+    # (train_path, format "demonstrations"), or, when empty, the task's own. error_rate: share
     # of generated ones with a deliberate wrong step (that propagates), so the
     # SFT policy starts imperfect and RL has something to fix.
     # objective.loss="raft_reward_ranked" trains on the policy's own samples
@@ -346,6 +365,7 @@ def offline_base(kind: str, *, runlocal: bool = False) -> ml_collections.ConfigD
     c.batch_size = batch_size
     c.microbatches = 1
     c.model = model_block()
+    c.prompt = prompt_block()
     c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
     c.objective = dict(kind=kind, **objective)
     # Device mesh: sizes of the data / fsdp / tensor axes, -1 = the rest.

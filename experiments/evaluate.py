@@ -14,10 +14,18 @@ r"""Evaluate reward models, PRMs and policies on held-out data, and test-time se
       --num_problems=100 --max_n=16 --search_beams=1x4,2x4,4x4 --search_plot=/tmp/search.png
   # JSONL data instead of generated records
   python -m experiments.evaluate --prm=/tmp/prm/hf --steps_data=steps.jsonl
+  # Published benchmarks, read from local files
+  python -m experiments.evaluate --orm=/tmp/rm/hf --tokenizer= --chat_template \
+      --rewardbench=rewardbench/filtered.parquet
+  python -m experiments.evaluate --prm=/tmp/prm/hf --tokenizer= \
+      --processbench=gsm8k.json,math.json,olympiadbench.json,omnimath.json
+  python -m experiments.evaluate --policy=/tmp/grpo/hf --tokenizer= --chat_template \
+      --problems_data=gsm8k/test.jsonl --problems_reader=gsm8k --max_n=8 --metrics=pass_at_k
 
 The work is `rewardjax.evaluation.checkpoints.evaluate_and_report`.
 
-Metrics (--metrics, default: every one the given models and data allow):
+Metrics (--metrics, default: every one the given models and data allow; with a
+benchmark or problem file, the metrics of those files):
   pairwise_accuracy  ORM (or implicit PRM) on preference pairs, strict
   best_of_4          ORM on 4-response lists with one best (RewardBench 2 style)
   processbench_f1    PRM / implicit PRM first-error F1 against exact step labels
@@ -27,6 +35,9 @@ Metrics (--metrics, default: every one the given models and data allow):
   pass_at_k          the policy's held-out pass@k
   selection          majority vote, best-of-N (ORM, PRM min/last/prod/mean) and
                      weighted votes, for N = 1, 2, 4, ..., max_n, with pass@N
+  rewardbench        ORM on --rewardbench: subsets, sections, overall score
+  rewardbench2       ORM on --rewardbench2: subsets (Ties scored as defined), overall
+  processbench       PRMs on --processbench: F1 per subset and their mean
   search             (only when named) majority vote, best-of-N, PRM-weighted and
                      confidence-weighted votes, PRM beam / greedy step search,
                      early rejection and Refined-BoN: accuracy against generated
@@ -86,6 +97,28 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Rows per reward-model forward.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the data, the sampling and the subsets.")
 _OUTPUT = flags.DEFINE_string("output_json", "", "Also write the results here.")
+_PROBLEMS = flags.DEFINE_string(
+    "problems_data",
+    "",
+    "Held-out problems for pass_at_k / selection / search (default: the task's).",
+)
+_PROBLEMS_READER = flags.DEFINE_string(
+    "problems_reader",
+    "",
+    "Published format of --problems_data: gsm8k, math, math500, humaneval, mbpp.",
+)
+_CHAT = flags.DEFINE_bool(
+    "chat_template", False, "Write prompts with the tokenizer's chat template."
+)
+_SYSTEM = flags.DEFINE_string("system_prompt", "", "A system message before every prompt.")
+_SUFFIX = flags.DEFINE_string("prompt_suffix", "", "Appended to every prompt's last user turn.")
+_RB = flags.DEFINE_string(
+    "rewardbench", "", "A RewardBench file (JSON, JSONL or Parquet) for the ORM."
+)
+_RB2 = flags.DEFINE_string("rewardbench2", "", "A RewardBench 2 file for the ORM.")
+_PB = flags.DEFINE_list(
+    "processbench", [], "ProcessBench files for the PRMs: name=path, or paths named gsm8k.json, ..."
+)
 _BEAMS = flags.DEFINE_list(
     "search_beams", ["1x4", "2x2", "2x4", "4x4"], "Beam settings WxM (W = 1: greedy step search)."
 )
@@ -171,6 +204,12 @@ def main(argv):
         batch_size=_BATCH.value,
         seed=_SEED.value,
         search=_search_options(),
+        problems_data=_PROBLEMS.value,
+        problems_reader=_PROBLEMS_READER.value,
+        prompt=dict(chat_template=_CHAT.value, system=_SYSTEM.value, suffix=_SUFFIX.value),
+        rewardbench=_RB.value,
+        rewardbench2=_RB2.value,
+        processbench=_PB.value,
         output_json=_OUTPUT.value,
     )
 

@@ -69,6 +69,7 @@ from rewardjax.training.memory_plan import (  # noqa: E402
     PlanError,
     print_memory_plan,
 )
+from rewardjax.training.step_time import ACCELERATORS  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (its model, batch, optimizer).", lock_config=True
@@ -108,6 +109,16 @@ _MAX_NEW_TOKENS = flags.DEFINE_integer(
     "Sampler completion budget (0: an RL config's rollout.max_new_tokens, else seq_len - "
     "prompt_len).",
 )
+_ACCELERATOR = flags.DEFINE_enum(
+    "accelerator",
+    "",
+    ["", *ACCELERATORS],
+    "Also estimate seconds per step on the mesh's devices of this kind (a roofline).",
+)
+_MFU = flags.DEFINE_float("mfu", 0.4, "Fraction of peak FLOP/s of the time estimate.")
+_BANDWIDTH = flags.DEFINE_float(
+    "bandwidth_util", 0.7, "Fraction of memory bandwidth of the sampler's decode estimate."
+)
 _GROUP_SIZE = flags.DEFINE_integer(
     "group_size",
     0,
@@ -136,6 +147,9 @@ def main(argv):
             logprob_impl=_LOGPROB_IMPL.value,
             max_new_tokens=_MAX_NEW_TOKENS.value,
             group_size=_GROUP_SIZE.value,
+            accelerator=_ACCELERATOR.value,
+            mfu=_MFU.value,
+            bandwidth_util=_BANDWIDTH.value,
             sampler=_SAMPLER.value,
         )
     except PlanError as e:

@@ -5,6 +5,8 @@
   tok = load_tokenizer("/ckpt/llama2/tokenizer.model")
   ids, mask = tok.batch_encode(["Q: 1+2\\n", "Q: 10+20\\n"])   # [B, L], left-padded
   check_vocab(tok, model_config.vocab_size)
+  tok.prompt_format = PromptFormat(chat_template=True, system="You are a helpful assistant.")
+  ids = tok.encode_prompt("What is 2+3?")            # the checkpoint's chat template, rendered
 
 Every tokenizer exposes `vocab_size`, `eos_id`, `pad_id`, `bos_id` (or None),
 `stop_ids` (eos plus any extra end-of-turn ids), `encode`, `decode`,
@@ -15,6 +17,7 @@ a local path or the built-in `"char"` vocabulary.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import datetime
 import json
 import os
@@ -26,6 +29,7 @@ import numpy as np
 __all__ = [
     "CharTokenizer",
     "HFTokenizer",
+    "PromptFormat",
     "SentencePieceTokenizer",
     "Tokenizer",
     "TokenizerError",
@@ -42,6 +46,83 @@ class TokenizerError(ValueError):
     """A tokenizer file, configuration or input that cannot be used."""
 
 
+Message = Mapping[str, Any]
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptFormat:
+    """How a run writes its prompts for the checkpoint (config block `prompt`).
+
+    A prompt is a string (one user turn) or a message list (a conversation up
+    to the reply to generate, e.g. UltraFeedback's or HH-RLHF's history).
+
+    Attributes:
+      chat_template: render with the tokenizer's chat template and its
+        generation prompt, as `transformers`' `apply_chat_template(...,
+        add_generation_prompt=True)` does; False: the plain text.
+      system: a system message put first (unless the messages start with one);
+        in plain text it precedes the prompt, followed by a blank line.
+      suffix: appended to the last user message, e.g. "\nPut your final answer
+        within \\boxed{}.".
+    """
+
+    chat_template: bool = False
+    system: str = ""
+    suffix: str = ""
+
+    def messages(self, prompt: str | Sequence[Message]) -> list[dict[str, str]]:
+        """The message list of `prompt`, with the system message and the suffix applied."""
+        if isinstance(prompt, str):
+            out = [{"role": "user", "content": prompt}]
+        else:
+            out = [checked_message(m, i) for i, m in enumerate(prompt)]
+        users = [i for i, m in enumerate(out) if m["role"] == "user"]
+        if not users:
+            raise TokenizerError("a prompt's messages hold no user turn")
+        if self.suffix:
+            last = out[users[-1]]
+            out[users[-1]] = {**last, "content": last["content"] + self.suffix}
+        if self.system and out[0]["role"] != "system":
+            out.insert(0, {"role": "system", "content": self.system})
+        return out
+
+    def render(self, tokenizer: Tokenizer, prompt: str | Sequence[Message]) -> str:
+        """The prompt's text, ready for `tokenizer.encode(text, add_bos=tokenizer.default_add_bos)`.
+
+        A template that writes the BOS itself (Llama 3's `{{ bos_token }}`)
+        loses it here when the tokenizer adds one on encoding, so the ids are
+        those of `apply_chat_template(..., tokenize=True)`, with one BOS.
+        """
+        if self.chat_template:
+            text = tokenizer.apply_chat_template(self.messages(prompt), add_generation_prompt=True)
+            bos = tokenizer.special_token_strings().get("bos_token")
+            if tokenizer.default_add_bos and bos and text.startswith(bos):
+                text = text[len(bos) :]
+            return text
+        if not isinstance(prompt, str):
+            return plain_transcript(self.messages(prompt))
+        head = f"{self.system}\n\n" if self.system else ""
+        return head + prompt + self.suffix
+
+
+def plain_transcript(messages: Sequence[Message]) -> str:
+    """Messages as "User: …\n\nAssistant: …\n\nAssistant:" for a model without a template."""
+    turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n\n".join([*turns, "Assistant:"])
+
+
+def checked_message(message: Any, index: int) -> dict[str, str]:
+    """`{"role", "content"}` of a chat message, or a TokenizerError naming its index."""
+    if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+        raise TokenizerError(f"message {index} is not a {{'role', 'content'}} object: {message!r}")
+    if message["role"] not in _ROLES:
+        raise TokenizerError(f"message {index} has role {message['role']!r}; roles: {_ROLES}")
+    if not isinstance(message["content"], str):
+        raise TokenizerError(f"message {index}: content must be a string")
+    return {"role": message["role"], "content": message["content"]}
+
+
 class Tokenizer(abc.ABC):
     """Common interface; subclasses implement `encode` and `decode`.
 
@@ -56,6 +137,8 @@ class Tokenizer(abc.ABC):
         processor that adds it); pass it as `add_bos=` to match the checkpoint.
       chat_template: jinja2 source of the chat template, or None.
       source: the path (or "char") the tokenizer was loaded from; errors name it.
+      prompt_format: how `encode_prompt` writes a policy's prompts (set by the
+        trainer from the config's `prompt` block); None: the prompt text as is.
     """
 
     vocab_size: int
@@ -66,6 +149,7 @@ class Tokenizer(abc.ABC):
     default_add_bos: bool = False
     chat_template: str | None
     source: str
+    prompt_format: PromptFormat | None = None
 
     @abc.abstractmethod
     def encode(self, text: str, *, add_bos: bool = False) -> list[int]:
@@ -84,6 +168,22 @@ class Tokenizer(abc.ABC):
     def special_token_strings(self) -> dict[str, str]:
         """Names available to a chat template (`bos_token`, `eos_token`, ...)."""
         return {}
+
+    def render_prompt(self, prompt: str, messages: Sequence[Message] | None = None) -> str:
+        """The text of a policy prompt under `prompt_format` (None: `prompt` as is).
+
+        `messages` is the conversation `prompt` was flattened from, when the
+        data has one (`fields["prompt_messages"]`); a chat template renders it
+        instead of `prompt`.
+        """
+        fmt = self.prompt_format
+        if fmt is None:
+            return prompt
+        return fmt.render(self, messages if messages and fmt.chat_template else prompt)
+
+    def encode_prompt(self, prompt: str, messages: Sequence[Message] | None = None) -> list[int]:
+        """Ids of a policy prompt: `render_prompt`, with the checkpoint's own BOS convention."""
+        return self.encode(self.render_prompt(prompt, messages), add_bos=self.default_add_bos)
 
     def batch_encode(
         self,

@@ -8,7 +8,9 @@ One JSON object per line:
                       "first_error"?: int, "correct"?: bool}
   prompts            {"prompt", "answer", ...any other keys kept as fields}
   ratings            {"prompt", "response", "ratings": {name: float} or [float]}
-  demonstrations     {"prompt", "response", ...any other keys kept as fields}
+  demonstrations     {"prompt", "response", ...any other keys kept as fields}, or a
+                     conversation {"messages": [{"role", "content"}, ...]} that
+                     `read_demonstrations` splits into one per assistant turn
 
 Any other keys of the first three are kept in `fields` and written back.
 
@@ -28,10 +30,11 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from rewardjax.data.tasks.base import Problem
+from rewardjax.tokenizers import TokenizerError, checked_message, plain_transcript
 
 __all__ = [
     "FORMATS",
@@ -42,7 +45,9 @@ __all__ = [
     "RankedList",
     "Ratings",
     "StepLabels",
+    "conversation_demonstrations",
     "load_prompt_dataset",
+    "read_demonstrations",
     "read_jsonl",
     "write_jsonl",
 ]
@@ -396,6 +401,58 @@ class Demonstration(_Record):
         _string(self.response, "response", allow_empty=False)
 
 
+def conversation_demonstrations(obj: Any, where: str = "record") -> list[Demonstration]:
+    """One Demonstration per assistant turn of a `{"messages": [...]}` row.
+
+    Turn k's prompt is the conversation before it (kept as
+    `fields["prompt_messages"]`, which a chat-templated run renders; `prompt`
+    holds its plain transcript for a run without a template) and its response
+    is the turn's content. Training on every turn this way puts the loss on
+    the assistant turns only, each read in the context the template gives it.
+    """
+    messages = obj.get("messages") if isinstance(obj, Mapping) else None
+    if not isinstance(messages, list) or not messages:
+        raise DataFormatError(f"{where}: 'messages' must be a non-empty list of messages")
+    rest = {k: v for k, v in obj.items() if k != "messages"}
+    try:
+        messages = [checked_message(m, k) for k, m in enumerate(messages)]
+    except TokenizerError as e:
+        raise DataFormatError(f"{where}: {e}") from None
+    out = []
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        history = messages[:k]
+        if not any(m["role"] == "user" for m in history):
+            raise DataFormatError(f"{where}: assistant message {k} follows no user message")
+        fields = {**rest, "prompt_messages": history, "turn": k}
+        try:
+            out.append(Demonstration(plain_transcript(history), message["content"], fields))
+        except DataFormatError as e:
+            raise DataFormatError(f"{where}: message {k}: {e}") from None
+    if not out:
+        raise DataFormatError(f"{where}: the conversation has no assistant message to train on")
+    return out
+
+
+def read_demonstrations(path: str | os.PathLike) -> list[Demonstration]:
+    """SFT demonstrations: `{"prompt", "response"}` rows and `{"messages": [...]}` conversations.
+
+    A conversation gives one demonstration per assistant turn
+    (`conversation_demonstrations`).
+    """
+    path = os.fspath(path)
+    out: list[Demonstration] = []
+    for where, obj in _json_lines(path):
+        if isinstance(obj, Mapping) and "messages" in obj and "response" not in obj:
+            out.extend(conversation_demonstrations(obj, where))
+        else:
+            out.append(Demonstration.from_json(obj, where))
+    if not out:
+        raise DataFormatError(f"{path}: no records (empty dataset)")
+    return out
+
+
 FORMATS: dict[str, type[_Record]] = {
     "preference_pairs": PreferencePair,
     "ranked_lists": RankedList,
@@ -419,8 +476,14 @@ def read_jsonl(path: str | os.PathLike, record_type: type[R] | str) -> list[R]:
       The records, in file order. An empty file is an error.
     """
     cls = FORMATS[record_type] if isinstance(record_type, str) else record_type
-    path = os.fspath(path)
-    records = []
+    records = [cls.from_json(obj, where) for where, obj in _json_lines(os.fspath(path))]
+    if not records:
+        raise DataFormatError(f"{path}: no records (empty dataset)")
+    return records
+
+
+def _json_lines(path: str) -> Iterator[tuple[str, Any]]:
+    """("path:line", parsed object) of each non-blank line."""
     try:
         f = open(path, encoding="utf-8")
     except OSError as e:
@@ -431,13 +494,9 @@ def read_jsonl(path: str | os.PathLike, record_type: type[R] | str) -> list[R]:
                 continue
             where = f"{path}:{lineno}"
             try:
-                obj = json.loads(line)
+                yield where, json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataFormatError(f"{where}: invalid JSON ({e.msg})") from None
-            records.append(cls.from_json(obj, where))
-    if not records:
-        raise DataFormatError(f"{path}: no records (empty dataset)")
-    return records
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[_Record]) -> int:

@@ -9,6 +9,11 @@ from rewardjax.evaluation.aggregates import (
     rliable_aggregates,
     stratified_bootstrap_ci,
 )
+from rewardjax.evaluation.benchmarks import (
+    processbench_scores,
+    rewardbench2_scores,
+    rewardbench_scores,
+)
 from rewardjax.evaluation.lengths import length_accuracy_pareto, length_stats
 from rewardjax.evaluation.passk import (
     avg_at_n,
@@ -51,7 +56,10 @@ __all__ = [
     "probability_of_improvement",
     "processbench_best_threshold",
     "processbench_f1",
+    "processbench_scores",
+    "rewardbench2_scores",
     "rewardbench2_ties_score",
+    "rewardbench_scores",
     "rewardbench_section_scores",
     "rliable_aggregates",
     "rm_pairwise_accuracy",

@@ -21,6 +21,13 @@ Metrics (`CHECKPOINT_METRICS`):
   pass_at_k          the policy's held-out pass@k
   selection          majority vote, best-of-N (ORM, PRM min/last/prod/mean) and
                      weighted votes, for N = 1, 2, 4, ..., max_n, with pass@N
+  rewardbench        ORM on a RewardBench file: subset accuracies, the four
+                     section scores and the overall score, as the benchmark
+                     defines them (`evaluation.benchmarks`)
+  rewardbench2       ORM on a RewardBench 2 file: best-of-n per subset, Ties
+                     by its own score, and the mean of the subsets
+  processbench       PRM / implicit PRM on ProcessBench files: first-error F1
+                     per subset and their mean
   search             (asked for by name only) accuracy against generated tokens
                      and FLOPs of majority vote, best-of-N, PRM-weighted and
                      confidence-weighted votes, PRM beam and greedy step search,
@@ -31,6 +38,8 @@ Metrics (`CHECKPOINT_METRICS`):
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,11 +47,12 @@ import jax
 import numpy as np
 
 from rewardjax import models, scoring
-from rewardjax.evaluation import scorers
+from rewardjax.evaluation import benchmarks, scorers
 from rewardjax.inference import format_accuracy_table
 from rewardjax.registry import TASKS
-from rewardjax.tokenizers import load_tokenizer
+from rewardjax.tokenizers import PromptFormat, load_tokenizer
 from rewardjax.training.kinds.data import load_records
+from rewardjax.training.prompts import grader_for, load_problems
 from rewardjax.training.rollout import sample_and_grade
 
 __all__ = [
@@ -62,10 +72,16 @@ CHECKPOINT_METRICS = (
     "correlation",
     "pass_at_k",
     "selection",
+    "rewardbench",
+    "rewardbench2",
+    "processbench",
     "search",
 )
-# Metrics run when none is named: all but the search, which samples far more.
-DEFAULT_METRICS = CHECKPOINT_METRICS[:-1]
+BENCHMARK_METRICS = ("rewardbench", "rewardbench2", "processbench")
+# Metrics run when none is named: all but the search, which samples far more,
+# and the benchmarks, which need their files; when a benchmark file is given,
+# its benchmark (and pass_at_k on a problem file).
+DEFAULT_METRICS = tuple(m for m in CHECKPOINT_METRICS if m not in (*BENCHMARK_METRICS, "search"))
 # Result keys of the library evaluations, by metric.
 _RESULT_KEYS = {
     "pairwise_accuracy": ("pairwise_accuracy", "num_pairs"),
@@ -113,6 +129,12 @@ def evaluate_checkpoints(
     batch_size: int = 64,
     seed: int = 0,
     search: Mapping[str, Any] | None = None,
+    problems_data: str = "",
+    problems_reader: str = "",
+    prompt: Mapping[str, Any] | None = None,
+    rewardbench: str = "",
+    rewardbench2: str = "",
+    processbench: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Loads the saved models, scores held-out data with them and computes the requested metrics.
 
@@ -148,6 +170,16 @@ def evaluate_checkpoints(
         confidence: "stated" or {"kl_coef", "ref_constant", "token"} of the
         policy's LaSeR self-reward, token as text, empty for the BOS), plus
         "plot" (a PNG path) and "max_rows".
+      problems_data, problems_reader: held-out problems for pass_at_k and
+        selection from a prompt file (the project's JSONL, or a published
+        format: gsm8k, math, math500, humaneval, mbpp), graded by math-verify
+        or by their tests in the sandbox; empty: the task's test split.
+      prompt: how every model's prompts are written (`PromptFormat` keywords:
+        chat_template, system, suffix); None: the text as is.
+      rewardbench, rewardbench2: a RewardBench / RewardBench 2 file for the ORM.
+      processbench: ProcessBench files for the PRMs, "name=path" or a path
+        whose file name starts with its subset ("gsm8k.json",
+        "math-00000-of-00001.parquet").
 
     Returns:
       {"table": {model: {metric: value}}, "selection": {rule: {N: accuracy}}
@@ -160,7 +192,18 @@ def evaluate_checkpoints(
       ValueError: an unknown metric, or no model to evaluate.
       CheckpointError: a directory that is not the model it is given as.
     """
-    wanted = list(metrics) or list(DEFAULT_METRICS)
+    benchmark_files = {
+        "rewardbench": rewardbench,
+        "rewardbench2": rewardbench2,
+        "processbench": list(processbench),
+    }
+    given = [m for m, path in benchmark_files.items() if path]
+    if metrics:
+        wanted = list(metrics)
+    elif given or problems_data:
+        wanted = given + (["pass_at_k"] if problems_data else [])
+    else:
+        wanted = list(DEFAULT_METRICS)
     unknown = [m for m in wanted if m not in CHECKPOINT_METRICS]
     if unknown:
         raise ValueError(f"--metrics: unknown {unknown}; known: {', '.join(CHECKPOINT_METRICS)}")
@@ -168,8 +211,19 @@ def evaluate_checkpoints(
         raise ValueError("nothing to evaluate: give --orm, --prm, --implicit_prm and/or --policy")
     task = TASKS.get(task_name)(**dict(task_kwargs or {}))
 
+    prompt_format = PromptFormat(**prompt) if prompt else None
+
+    def held_out():
+        """(grader, problems): the problem file's, else the task's test split."""
+        if problems_data:
+            grader = grader_for(problems_reader)  # first: it refuses a format without prompts
+            return grader, load_problems(problems_data, problems_reader)[0][:num_problems]
+        return task, task.problems(0, num_problems, split="test", seed=seed)
+
     def tok(path):
-        return load_tokenizer(tokenizer or path)
+        loaded = load_tokenizer(tokenizer or path)
+        loaded.prompt_format = prompt_format
+        return loaded
 
     orm = prm = implicit = None
     if orm_paths:
@@ -243,24 +297,34 @@ def evaluate_checkpoints(
             )
     keep = {k for m in wanted for k in _RESULT_KEYS.get(m, ())}
     table = {model: {k: v for k, v in row.items() if k in keep} for model, row in table.items()}
+    bench = _benchmarks(
+        wanted,
+        benchmark_files,
+        orm=orm,
+        orm_name="orm" if len(orm_paths) <= 1 else f"orm_ensemble_{ensemble}",
+        prms={"prm": prm, "implicit_prm": implicit},
+        threshold=threshold,
+        table=table,
+    )
 
     selection = None
     if policy_path and ({"pass_at_k", "selection"} & set(wanted)):
         config, params = models.load_hf(policy_path)
         policy_tok = tok(policy_path)
-        problems = task.problems(0, num_problems, split="test", seed=seed)
-        n = max_n if "selection" in wanted else min(max_n, 16)
+        grader, problems = held_out()
+        # A named metric samples max_n; the default run caps pass@k's samples at 16.
+        n = max_n if "selection" in wanted or metrics else min(max_n, 16)
         candidates = sample_and_grade(
             config,
             jax.tree.map(np.asarray, params),
             policy_tok,
-            task,
+            grader,
             problems,
             rng=jax.random.key(seed),
             n=n,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
-            batch_prompts=min(num_problems, 64),
+            batch_prompts=min(len(problems), 64),
             progress=True,
         )
         if "pass_at_k" in wanted:
@@ -293,13 +357,14 @@ def evaluate_checkpoints(
         step_scorer = prm if prm is not None else implicit
         if not policy_path or step_scorer is None:
             raise ValueError("--metrics=search needs --policy and a --prm or --implicit_prm")
+        grader, problems = held_out()
         search_rows = _search(
             dict(search or {}),
             policy_path=policy_path,
             policy_tok=tok(policy_path),
             scorer=step_scorer,
-            task=task,
-            problems=task.problems(0, num_problems, split="test", seed=seed),
+            task=grader,
+            problems=problems,
             max_n=max_n,
             num_subsets=num_subsets,
             max_new_tokens=max_new_tokens,
@@ -307,7 +372,64 @@ def evaluate_checkpoints(
             separator=separator,
             seed=seed,
         )
-    return {"table": table, "selection": selection, "search": search_rows}
+    return {"table": table, "selection": selection, "search": search_rows, "benchmarks": bench}
+
+
+def _benchmarks(wanted, files, *, orm, orm_name, prms, threshold, table) -> dict[str, Any]:
+    """The benchmark metrics on their files; headline numbers also go into `table`."""
+    from rewardjax.data.published import read_published
+
+    out: dict[str, Any] = {}
+    for name in ("rewardbench", "rewardbench2"):
+        if name not in wanted:
+            continue
+        if orm is None or not files[name]:
+            raise ValueError(f"--metrics={name} needs --orm and --{name}=FILE")
+        records = read_published(name, files[name]).records
+        score = (
+            benchmarks.score_rewardbench
+            if name == "rewardbench"
+            else (benchmarks.score_rewardbench2)
+        )
+        result = score(orm, records)
+        out[name] = {orm_name: result}
+        parts = result["sections"] if name == "rewardbench" else result["subsets"]
+        row = table.setdefault(orm_name, {})
+        row[f"{name}_score"] = result["score"]
+        row.update({f"{name}/{part}": value for part, value in parts.items()})
+    if "processbench" in wanted:
+        scorers_given = {k: v for k, v in prms.items() if v is not None}
+        if not scorers_given or not files["processbench"]:
+            raise ValueError(
+                "--metrics=processbench needs --prm or --implicit_prm and --processbench"
+            )
+        subsets = {
+            subset: read_published("processbench", path).records
+            for subset, path in _named_paths(files["processbench"]).items()
+        }
+        out["processbench"] = {}
+        for model, scorer in scorers_given.items():
+            result = benchmarks.score_processbench(scorer, subsets, threshold=threshold)
+            out["processbench"][model] = result
+            row = table.setdefault(model, {})
+            row["processbench_average_f1"] = result["average_f1"]
+            row.update({f"processbench_f1/{k}": v["f1"] for k, v in result["subsets"].items()})
+    return out
+
+
+def _named_paths(values: Sequence[str]) -> dict[str, str]:
+    """{subset: path} of "name=path" entries, or of paths named by their file's first word."""
+    out = {}
+    for value in values:
+        if "=" in value:
+            name, path = value.split("=", 1)
+        else:
+            path = value
+            name = re.split(r"[-_.]", os.path.basename(value), maxsplit=1)[0]
+        if name in out:
+            raise ValueError(f"--processbench names subset {name!r} twice ({out[name]}, {path})")
+        out[name] = path
+    return out
 
 
 def _laser_token(tokenizer, text: str) -> int:

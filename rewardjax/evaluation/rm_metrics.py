@@ -381,10 +381,11 @@ def processbench_f1(
     rows = step_score_rows(step_scores, step_mask=step_mask)
     labels = _first_error_labels(first_error_labels, rows)
     predictions = first_error_steps(rows, threshold=threshold)
-    return _processbench_from_predictions(predictions, labels)
+    return processbench_from_predictions(predictions, labels)
 
 
-def _processbench_from_predictions(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def processbench_from_predictions(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """`processbench_f1`'s result from predicted and true first-error indices [B] (-1: none)."""
     erroneous = labels >= 0
     hits = predictions == labels
     acc_err = float(hits[erroneous].mean()) if erroneous.any() else float("nan")
@@ -431,7 +432,7 @@ def processbench_best_threshold(
         raise ValueError("thresholds is empty")
     best: tuple[float, dict[str, float]] | None = None
     for threshold in candidates:
-        metrics = _processbench_from_predictions(
+        metrics = processbench_from_predictions(
             first_error_steps(rows, threshold=threshold), labels
         )
         if np.isnan(metrics["f1"]):

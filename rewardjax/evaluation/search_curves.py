@@ -35,6 +35,7 @@ from rewardjax.inference.selection import (
     confidence_weights,
     default_ns,
 )
+from rewardjax.training.rollout import encode_prompt
 
 __all__ = [
     "SearchPoint",
@@ -344,7 +345,7 @@ def search_curves(
 
 
 def _encode(tokenizer, problems) -> list[list[int]]:
-    return [tokenizer.encode(p.prompt, add_bos=tokenizer.default_add_bos) for p in problems]
+    return [encode_prompt(tokenizer, p) for p in problems]
 
 
 def interpolate_log(xs: Sequence[float], ys: Sequence[float], x: float) -> float | None:

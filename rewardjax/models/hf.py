@@ -460,10 +460,14 @@ def save_hf(
             json.dump(config_to_hf(config), f, indent=2)
         if tokenizer_dir is not None:
             for fname in os.listdir(tokenizer_dir):
+                # generation_config.json too: the tokenizer reads its stop ids there.
                 if fname.startswith("tokenizer") or fname in (
                     "special_tokens_map.json",
                     "vocab.json",
                     "merges.txt",
+                    "chat_template.jinja",
+                    "chat_template.json",
+                    "generation_config.json",
                 ):
                     shutil.copy(os.path.join(tokenizer_dir, fname), tmp)
         if os.path.exists(path):

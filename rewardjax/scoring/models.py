@@ -151,6 +151,11 @@ class _Chunked:
         self.separator = separator
         self.add_bos = tokenizer.default_add_bos
 
+    def _render(self, prompts: Sequence[str]) -> list[str]:
+        # The tokenizer's prompt format (chat template, system prompt, suffix):
+        # a scorer trained in a run with a `prompt` block reads prompts as it did.
+        return [self.tokenizer.render_prompt(p) for p in prompts]
+
     def _lengths(self, prompts, completions_tokens: int) -> tuple[int, int]:
         longest = max(len(self.tokenizer.encode(p, add_bos=self.add_bos)) for p in prompts)
         return bucket(longest, DEFAULT_BUCKETS), bucket(completions_tokens, DEFAULT_BUCKETS)
@@ -167,6 +172,7 @@ class _Chunked:
     def encode_texts(
         self, prompts: Sequence[str], completions: Sequence[str]
     ) -> dict[str, np.ndarray]:
+        prompts = self._render(prompts)
         longest = max(len(self.tokenizer.encode(c)) for c in completions) + 1
         p_len, c_len = self._lengths(prompts, longest)
         return encode_completions(
@@ -184,6 +190,7 @@ class _Chunked:
         check_steps(steps, self.separator)
         texts = [self.separator.join(s) for s in steps]
         longest = max(len(self.tokenizer.encode(t)) for t in texts) + 1
+        prompts = self._render(prompts)
         p_len, c_len = self._lengths(prompts, longest)
         s_len = bucket(max(len(s) for s in steps), (4, 8, 16, 32, 64, 128, 256, 512))
         return encode_steps(

@@ -42,7 +42,7 @@ from rewardjax.training import faults
 from rewardjax.training.checkpoint import Checkpointer, check_compatible
 from rewardjax.training.config_checks import check_ranges
 from rewardjax.training.optim import make_optimizer
-from rewardjax.training.policy import load_policy, load_tokenizer_for
+from rewardjax.training.policy import load_policy, load_tokenizer_for, prompt_format_of
 from rewardjax.training.step import TrainState, make_update_step
 from rewardjax.training.writers import MetricWriter, Progress, write_config
 
@@ -131,6 +131,7 @@ class Trainer:
         os.makedirs(workdir, exist_ok=True)
         self.rng = jax.random.key(c.seed)
         self.tokenizer = load_tokenizer_for(c.model)
+        self.tokenizer.prompt_format = prompt_format_of(c, self.tokenizer)
         # Params, optimizer state and batches live on one mesh (data, fsdp,
         # tensor); the update step is jitted with explicit in/out shardings.
         self.mesh = parallel.mesh_from_config(c.mesh)
@@ -319,7 +320,11 @@ class Trainer:
         # A collective: every process takes part in gathering the shards.
         params = parallel.gather_to_host(self.state.params["policy"])
         if parallel.is_main_process():
-            models.save_hf(path, self.model_config, params)
+            # The checkpoint carries the tokenizer it was trained with, when that
+            # is a directory (an HF model's own), so it loads as one piece.
+            spec = self.config.model.tokenizer or self.config.model.path
+            tokenizer_dir = spec if spec and os.path.isdir(spec) else None
+            models.save_hf(path, self.model_config, params, tokenizer_dir=tokenizer_dir)
         parallel.barrier("export")
         return path
 

@@ -74,6 +74,7 @@ from rewardjax.training.kinds.sft import make_sft_loss
 from rewardjax.training.optim import make_optimizer
 from rewardjax.training.rl_loss import make_rl_loss, rl_loss_from_config
 from rewardjax.training.step import TrainState, make_update_step
+from rewardjax.training.step_time import step_seconds
 
 __all__ = [
     "OBJECTIVES",
@@ -196,9 +197,7 @@ def update_loss(
         return make_sft_loss(policy, loss_name=name, loss_kwargs=kwargs, logprob_impl=logprob_impl)
     if _is_rl(config):
         # LaSeR's token id does not change the memory: any id stands in for it.
-        return rl_loss_from_config(
-            config, policy, critic, logprob_impl=logprob_impl, laser_token=0
-        )
+        return rl_loss_from_config(config, policy, critic, logprob_impl=logprob_impl, laser_token=0)
     return make_rl_loss(
         policy,
         None,
@@ -678,6 +677,24 @@ def format_sampler_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_time_table(rows: list[dict[str, Any]]) -> str:
+    """One line per result with a "time" estimate: seconds of the update, forwards, sampler."""
+    first = next(r["time"] for r in rows if "time" in r)
+    lines = [
+        f"seconds per step on {first['accelerator']} (roofline at {first['mfu']:.0%} of peak "
+        f"FLOP/s, {first['bandwidth_util']:.0%} of memory bandwidth; a lower bound)",
+        f"{'model':<14} {'update':>8} {'forwards':>8} {'sampler':>8} {'total':>8}",
+    ]
+    for r in rows:
+        if "time" in r:
+            t = r["time"]
+            lines.append(
+                f"{r['model']:<14} {t['update_s']:8.2f} {t['forwards_s']:8.2f} "
+                f"{t['sampler_s']:8.2f} {t['total_s']:8.2f}"
+            )
+    return "\n".join(lines)
+
+
 def plan_memory(
     *,
     config: Any = None,
@@ -696,6 +713,9 @@ def plan_memory(
     max_new_tokens: int = 0,
     group_size: int = 0,
     sampler: bool = True,
+    accelerator: str = "",
+    mfu: float = 0.4,
+    bandwidth_util: float = 0.7,
 ) -> tuple[Mesh, list[dict[str, Any]]]:
     """Plans the update step (and for GRPO the sampler) of each model; returns (mesh, results).
 
@@ -718,6 +738,9 @@ def plan_memory(
         an RL config's `rollout` block (prompts_per_step × group_size rows,
         compaction, cache_block, temperature, top-k / top-p), else the batch's
         rows as batch / group_size prompts.
+      accelerator, mfu, bandwidth_util: also estimate each step's seconds on
+        the mesh's devices of that kind (`step_time.step_seconds`, a roofline
+        at those utilisations) under "time"; empty: no estimate.
 
     Returns:
       The mesh and one `plan_update_step` result per model; for the grpo
@@ -792,7 +815,31 @@ def plan_memory(
         )
         if sampler_row is not None:
             results[-1]["sampler"] = sampler_row
+        if accelerator:
+            results[-1]["time"] = step_seconds(
+                cfg,
+                objective=objective,
+                rows=rows,
+                seq_len=seq_len,
+                prompt_len=prompt_len,
+                prompts=rollout["prompts"] if rollout else 0,
+                new_tokens=rollout["max_new_tokens"] if rollout else 0,
+                extra_forwards=_extra_forwards(objective, config),
+                accelerator=accelerator,
+                devices=the_mesh.size,
+                mfu=mfu,
+                bandwidth_util=bandwidth_util,
+            )
     return the_mesh, results
+
+
+def _extra_forwards(objective: str, config: Any) -> int:
+    """Forward passes over the batch outside the update: GRPO's old and reference log-probs."""
+    if objective != "grpo":
+        return 0
+    if config is None or not _is_rl(config):
+        return 2
+    return 1 + (1 if config.kl.coef > 0 else 0)
 
 
 def _rollout_shape(
@@ -831,5 +878,7 @@ def print_memory_plan(**kwargs: Any) -> list[dict[str, Any]]:
     samplers = [r["sampler"] for r in results if "sampler" in r]
     if samplers:
         print(format_sampler_table(samplers))
+    if any("time" in r for r in results):
+        print(format_time_table(results))
     print(json.dumps({"plan": results}))
     return results

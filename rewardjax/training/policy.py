@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from rewardjax import models
-from rewardjax.tokenizers import Tokenizer, check_vocab, load_tokenizer
+from rewardjax.tokenizers import PromptFormat, Tokenizer, check_vocab, load_tokenizer
+from rewardjax.training.config_checks import ConfigError
 
 
 def load_tokenizer_for(model_cfg) -> Tokenizer:
@@ -17,6 +18,24 @@ def load_tokenizer_for(model_cfg) -> Tokenizer:
     if not spec:
         raise ValueError("config model.tokenizer is empty and model.path is not set")
     return load_tokenizer(spec)
+
+
+def prompt_format_of(config, tokenizer: Tokenizer) -> PromptFormat | None:
+    """The config's `prompt` block as a PromptFormat (None for a config without one).
+
+    Raises:
+      ConfigError: prompt.chat_template=True but the tokenizer has no template.
+    """
+    if "prompt" not in config:
+        return None
+    fmt = PromptFormat(**config.prompt)
+    if fmt.chat_template and tokenizer.chat_template is None:
+        raise ConfigError(
+            f"config prompt.chat_template=True but the tokenizer {tokenizer.source!r} has no "
+            "chat template (chat_template.jinja, chat_template.json or "
+            "tokenizer_config.json['chat_template'])"
+        )
+    return fmt
 
 
 def load_policy(

@@ -19,6 +19,7 @@ from rewardjax.data.formats import PromptRecord, load_prompt_dataset
 from rewardjax.data.iterators import PromptIterator
 from rewardjax.data.tasks.base import Grade, Problem
 from rewardjax.registry import TASKS
+from rewardjax.training.rollout import encode_prompt
 
 
 class AnswerGrader:
@@ -30,6 +31,7 @@ class AnswerGrader:
     """
 
     name = "jsonl_answers"
+    kind = "math"
 
     def __init__(self, *, extract: str = "auto"):
         self.extract = extract
@@ -77,6 +79,7 @@ class CodeTestsGrader:
     """
 
     name = "code_tests"
+    kind = "code"
 
     def __init__(self, *, extract: str = "last_block"):
         self.extract = extract
@@ -103,11 +106,19 @@ class CodeTestsGrader:
 _GRADERS = {"math": AnswerGrader, "code": CodeTestsGrader}
 
 
-def _load_prompts(path: str, reader: str, fields) -> tuple[list[Problem], list[str] | None]:
-    """Problems of a prompt file and, for a published format, each row's "path:line"."""
+def load_problems(
+    path: str, reader: str = "", fields=None
+) -> tuple[list[Problem], list[str] | None]:
+    """Problems of a prompt file and, for a published format, each row's "path:line".
+
+    Args:
+      path: the project's JSONL of {"prompt", "answer"} rows, or a published dataset.
+      reader: its published format (`rewardjax.data.published`; empty: the JSONL).
+      fields: the reader's field renames.
+    """
     if not reader:
         return load_prompt_dataset(path), None
-    data = published.read_published(reader, path, fields=dict(fields))
+    data = published.read_published(reader, path, fields=dict(fields or {}))
     return [r.to_problem(at) for r, at in zip(data.records, data.where)], data.where
 
 
@@ -131,13 +142,13 @@ class PromptSource:
         self._train: list[Problem] | None = None
         if task_cfg.data_path:
             self.task = _grader(task_cfg)
-            self._train, train_where = _load_prompts(
+            self._train, train_where = load_problems(
                 task_cfg.data_path, task_cfg.reader, task_cfg.reader_fields
             )
             self._iterator = PromptIterator(self._train, batch_size=batch_size, seed=seed)
             self._test, test_where = None, None
             if task_cfg.test_path:
-                self._test, test_where = _load_prompts(
+                self._test, test_where = load_problems(
                     task_cfg.test_path, task_cfg.test_reader, task_cfg.test_reader_fields
                 )
             self._paths = {"train": task_cfg.data_path, "test": task_cfg.test_path}
@@ -158,7 +169,6 @@ class PromptSource:
         otherwise the first one is an error naming its file and line. Returns
         {"skipped_train": n, "skipped_test": m}.
         """
-        add_bos = tokenizer.default_add_bos
         budget = max_length - max_new_tokens
         counts = {}
         for split in ("train", "test"):
@@ -168,7 +178,7 @@ class PromptSource:
                 continue
             kept = []
             for row, p in enumerate(problems):
-                n = len(tokenizer.encode(p.prompt, add_bos=add_bos))
+                n = len(encode_prompt(tokenizer, p))
                 if n <= budget:
                     kept.append(p)
                 elif not skip:
@@ -214,20 +224,30 @@ def _grader(task_cfg):
     readers = {"reader": task_cfg.reader}
     if task_cfg.test_path:
         readers["test_reader"] = task_cfg.test_reader
+    graders = {}
     for key, name in readers.items():
-        if name and published.get_reader(name).record_type is not PromptRecord:
-            raise ValueError(
-                f"config task.{key}={name!r} holds {published.get_reader(name).format}, not "
-                f"prompts; prompt formats: {', '.join(published.prompt_formats())}"
-            )
-    kinds = {published.get_reader(r).grader if r else "math" for r in readers.values()}
+        try:
+            graders[key] = grader_for(name)
+        except ValueError as e:
+            raise ValueError(f"config task.{key}={e}") from None
+    kinds = {g.kind for g in graders.values()}
     if len(kinds) > 1:
         raise ValueError(
             f"config task.reader={task_cfg.reader!r} and task.test_reader="
             f"{task_cfg.test_reader!r} are graded differently ({' and '.join(sorted(kinds))}); "
             "train and test prompts must be the same kind of task"
         )
-    return _GRADERS[kinds.pop()]()
+    return graders["reader"]
+
+
+def grader_for(reader: str) -> AnswerGrader | CodeTestsGrader:
+    """The grader of a prompt file of a published format (math-verify for the project's JSONL)."""
+    if reader and published.get_reader(reader).record_type is not PromptRecord:
+        raise ValueError(
+            f"{reader!r} holds {published.get_reader(reader).format}, not prompts; prompt "
+            f"formats: {', '.join(published.prompt_formats())}"
+        )
+    return _GRADERS[published.get_reader(reader).grader if reader else "math"]()
 
 
 def _line_of(path: str, row: int) -> int:

@@ -314,7 +314,7 @@ class RLTrainer(Trainer):
     def _generate(self, problems, rng, *, greedy: bool = False):
         """G samples per prompt, or with `greedy` one greedy completion per prompt."""
         c = self.config
-        tokens, mask = encode_prompts(self.tokenizer, [p.prompt for p in problems])
+        tokens, mask = encode_prompts(self.tokenizer, problems)
         out = sampling.generate(
             self.model_config,
             self.state.params["policy"],

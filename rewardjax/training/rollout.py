@@ -20,23 +20,36 @@ from rewardjax.types import SampleOutput
 
 def encode_prompts(
     tokenizer: Tokenizer,
-    prompts: Sequence[str],
+    prompts: Sequence,
     *,
     buckets=sampling.DEFAULT_BUCKETS,
-    add_bos: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Left-padded (tokens [P, L], mask [P, L]) with L rounded up to a bucket.
+    """Left-padded (tokens [P, L], mask [P, L]) of policy prompts, L rounded up to a bucket.
 
-    add_bos defaults to the tokenizer's own convention (Llama checkpoints add one).
+    Each prompt is a string or a record with `prompt` and `fields` (a Problem,
+    a Demonstration, a preference pair), whose `fields["prompt_messages"]` a
+    chat template renders; the tokenizer's `prompt_format` writes them
+    (`Tokenizer.encode_prompt`: chat template, system prompt, suffix, and the
+    checkpoint's own BOS convention).
     """
-    if add_bos is None:
-        add_bos = tokenizer.default_add_bos
-    ids = [tokenizer.encode(p, add_bos=add_bos) for p in prompts]
+    ids = [encode_prompt(tokenizer, p) for p in prompts]
     empty = [i for i, x in enumerate(ids) if not x]
     if empty:
         raise ValueError(f"prompt {empty[0]} encodes to no tokens: {prompts[empty[0]]!r}")
     length = sampling.bucket(max(len(x) for x in ids), buckets)
     return sampling.pad_prompts(ids, pad_id=tokenizer.pad_id, length=length)
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt) -> list[int]:
+    """Ids of one policy prompt: a string, or a record with `prompt` (and `fields`)."""
+    if isinstance(prompt, str):
+        return tokenizer.encode_prompt(prompt)
+    return tokenizer.encode_prompt(prompt.prompt, prompt_messages(prompt))
+
+
+def prompt_messages(record) -> list | None:
+    """The conversation a record's prompt was flattened from (`fields["prompt_messages"]`)."""
+    return (getattr(record, "fields", None) or {}).get("prompt_messages")
 
 
 def decode_completions(tokenizer: Tokenizer, tokens, lengths) -> list[str]:
@@ -119,7 +132,7 @@ def sample_and_grade(
         chunk = problems[start : start + batch_prompts]
         # Pad the last chunk with copies so every call has the same shape (one compile).
         padded = chunk + [chunk[-1]] * (batch_prompts - len(chunk))
-        tokens, mask = encode_prompts(tokenizer, [p.prompt for p in padded])
+        tokens, mask = encode_prompts(tokenizer, padded)
         rng, key = jax.random.split(rng)
         out = sampling.generate(
             config,

@@ -178,7 +178,7 @@ GOOD = {
             responses=["11", "13", "17", "19", "15"],
             scores=[1.0, 1.0, 1.0, 1.0, 0.0],
             fields={
-                "id": "t7",
+                "id": "tied:7",
                 "num_correct": 4,
                 "num_rejected": 1,
                 "total_completions": 5,

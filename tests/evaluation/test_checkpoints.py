@@ -1,6 +1,7 @@
 """rewardjax.evaluation.checkpoints: every metric on exported checkpoints, selection curves."""
 
 import json
+import os
 
 import jax
 import numpy as np
@@ -173,3 +174,75 @@ def test_format_metric_table():
         "prm    step_auroc         0.5000",
     ]
     assert format_metric_table({}) == "(no metric applies to the given models and data)"
+
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "fixtures", "published")
+
+
+def _published(name):
+    return os.path.join(FIXTURES, f"{name}.jsonl")
+
+
+def test_benchmark_files_score_as_their_benchmarks_define(checkpoints):
+    from rewardjax.data.published import read_published
+    from rewardjax.evaluation.rm_metrics import rewardbench2_ties_score
+    from rewardjax.scoring import ProcessRewardModel
+
+    result = evaluate_checkpoints(
+        orm_paths=[checkpoints["orm_a"]],
+        prm_path=checkpoints["prm"],
+        rewardbench2=_published("rewardbench2"),
+        processbench=[f"math={_published('processbench')}"],
+        task_kwargs=TASK,
+    )
+    # With benchmark files and no --metrics, only the benchmarks run.
+    assert set(result["table"]["orm"]) == {
+        "rewardbench2_score",
+        "rewardbench2/Factuality",
+        "rewardbench2/Ties",
+    }
+    orm = OutcomeRewardModel.load(checkpoints["orm_a"], tokenizer=TOK)
+    lists = read_published("rewardbench2", _published("rewardbench2")).records
+    scores = [orm.scores([r.prompt] * len(r.responses), r.responses) for r in lists]
+    # Factuality: right when the one correct response out-scores the three others.
+    factuality = float(scores[0][0] > max(scores[0][1:]))
+    tied, ref = scores[1], scores[2]
+    ties = rewardbench2_ties_score([ref], [1], [tied], [4])["score"]
+    rb2 = result["benchmarks"]["rewardbench2"]["orm"]
+    assert rb2["subsets"] == pytest.approx({"Factuality": factuality, "Ties": ties})
+    assert result["table"]["orm"]["rewardbench2_score"] == pytest.approx((factuality + ties) / 2)
+    # ProcessBench: the first step scored below τ = 0.5 against the label.
+    prm = ProcessRewardModel.load(checkpoints["prm"], tokenizer=TOK)
+    solutions = read_published("processbench", _published("processbench")).records
+    step_scores = prm.step_scores([s.prompt for s in solutions], [s.steps for s in solutions])
+    predicted = [next((k for k, p in enumerate(row) if p < 0.5), -1) for row in step_scores]
+    labels = [-1 if s.first_error is None else s.first_error for s in solutions]
+    hits = [p == y for p, y in zip(predicted, labels)]
+    erroneous = [h for h, y in zip(hits, labels) if y >= 0]
+    correct = [h for h, y in zip(hits, labels) if y < 0]
+    acc_e, acc_c = np.mean(erroneous), np.mean(correct)
+    f1 = 0.0 if acc_e + acc_c == 0 else 2 * acc_e * acc_c / (acc_e + acc_c)
+    pb = result["benchmarks"]["processbench"]["prm"]
+    assert pb["subsets"]["math"]["f1"] == pytest.approx(f1)
+    assert result["table"]["prm"]["processbench_f1/math"] == pytest.approx(f1)
+
+
+def test_pass_at_k_on_a_problem_file(checkpoints):
+    result = evaluate_checkpoints(
+        policy_path=checkpoints["lm"],
+        problems_data=_published("gsm8k"),
+        problems_reader="gsm8k",
+        prompt={"suffix": "\nA:"},
+        metrics=["pass_at_k"],
+        max_n=2,
+        num_problems=3,
+        max_new_tokens=4,
+    )
+    assert {"pass@1", "pass@2"} <= set(result["table"]["policy"])
+    with pytest.raises(ValueError, match="'rewardbench' holds preference_pairs, not prompts"):
+        evaluate_checkpoints(
+            policy_path=checkpoints["lm"],
+            problems_data=_published("rewardbench"),
+            problems_reader="rewardbench",
+            metrics=["pass_at_k"],
+        )

@@ -31,6 +31,7 @@ from rewardjax.data.iterators import BatchIterator
 from rewardjax.data.steps import check_steps, first_error_label, outcome_label
 from rewardjax.data.tokenize import encode_completions, encode_steps
 from rewardjax.tokenizers import Tokenizer
+from rewardjax.training.rollout import prompt_messages
 
 __all__ = [
     "LIST_TARGETS",
@@ -45,6 +46,7 @@ __all__ = [
     "lists_of_split",
     "load_records",
     "policy_pairs",
+    "prompt_texts",
     "ratings_of_split",
     "read_published_records",
     "reader_of",
@@ -105,6 +107,11 @@ def load_records(
     if fmt == "ratings":
         return generators.ratings(task, num=num, error_rate=error_rate, split=split, seed=seed)
     raise ValueError(f"unknown record format {fmt!r}")
+
+
+def prompt_texts(tokenizer: Tokenizer, records: Sequence[Any]) -> list[str]:
+    """The records' prompts as the tokenizer's prompt format writes them (`render_prompt`)."""
+    return [tokenizer.render_prompt(r.prompt, prompt_messages(r)) for r in records]
 
 
 def reader_of(data_cfg, split: str) -> dict[str, Any]:
@@ -271,7 +278,7 @@ def encode_pairs(
     for i, p in enumerate(pairs):
         if not isinstance(p, PreferencePair):
             raise ValueError(f"{source}: record {i} is a {type(p).__name__}, not a PreferencePair")
-    prompts = [p.prompt for p in pairs]
+    prompts = prompt_texts(tokenizer, pairs)
     out: dict[str, np.ndarray] = {}
     for side in ("chosen", "rejected"):
         try:
@@ -409,7 +416,7 @@ def encode_lists(
     try:
         enc = encode_completions(
             tokenizer,
-            [r.prompt for r in lists for _ in range(list_size)],
+            [t for t in prompt_texts(tokenizer, lists) for _ in range(list_size)],
             [text for row in candidates for text in row],
             max_prompt_len=prompt_length,
             max_completion_len=completion_length,
@@ -511,7 +518,7 @@ def encode_ratings(
     try:
         enc = encode_completions(
             tokenizer,
-            [r.prompt for r in records],
+            prompt_texts(tokenizer, records),
             [r.response for r in records],
             max_prompt_len=prompt_length,
             max_completion_len=completion_length,
@@ -572,7 +579,7 @@ def encode_step_records(
     try:
         out = encode_steps(
             tokenizer,
-            [r.prompt for r in records],
+            prompt_texts(tokenizer, records),
             [r.steps for r in records],
             max_prompt_len=prompt_length,
             max_completion_len=completion_length,

@@ -3,8 +3,10 @@
 Where a batch comes from depends on `objective.loss`:
 
 - sft_nll, dft_prob_weighted, asft_anchored: demonstrations, from a JSONL file
-  of `{"prompt", "response"}` rows (`data.train_path`, format
-  `demonstrations`) or, when that is empty, from the procedural task
+  of `{"prompt", "response"}` rows or `{"messages": [...]}` conversations
+  (`data.train_path`, `read_demonstrations`: one demonstration per assistant
+  turn, so the loss falls on assistant turns only) or, when that is empty,
+  from the procedural task
   (`DemonstrationIterator`, with `data.error_rate` of them carrying an
   injected error). asft_anchored also reads the logits of the frozen initial
   policy on the same positions (`ref_logits` [B, T, V]) for its KL anchor.
@@ -29,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewardjax import models, ops, parallel, sampling
-from rewardjax.data.formats import Demonstration, read_jsonl
+from rewardjax.data.formats import Demonstration, read_demonstrations
 from rewardjax.data.iterators import BatchIterator, DemonstrationIterator, PromptIterator
 from rewardjax.models import forward
 from rewardjax.objectives.kl import full_vocab_kl
@@ -74,9 +76,13 @@ def encode_demonstrations(
 
 
 def sft_batch(
-    tokenizer: Tokenizer, examples: Sequence[tuple[str, str]], *, completion_length: int
+    tokenizer: Tokenizer, examples: Sequence[tuple], *, completion_length: int
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Arrays for SFT from (prompt, demonstration) pairs."""
+    """Arrays for SFT from (prompt, demonstration) pairs.
+
+    A prompt is a string or a record (`encode_prompts`), written by the
+    tokenizer's prompt format.
+    """
     prompt_tokens, prompt_mask = encode_prompts(tokenizer, [p for p, _ in examples])
     tokens, mask, truncated = encode_demonstrations(
         tokenizer, [d for _, d in examples], length=completion_length
@@ -227,7 +233,7 @@ class SFTObjective:
                     f"config data.error_rate={c.data.error_rate} injects errors into generated "
                     "demonstrations; with data.train_path set, leave it 0"
                 )
-            records = read_jsonl(c.data.train_path, Demonstration)
+            records = read_demonstrations(c.data.train_path)
             self.data = BatchIterator(records, batch_size=c.batch_size, seed=c.seed)
         else:
             self.data = DemonstrationIterator(
@@ -273,9 +279,9 @@ class SFTObjective:
             return self._sampled_batch(policy_params)
         items = next(self.data)
         if isinstance(items[0], Demonstration):
-            examples = [(r.prompt, r.response) for r in items]
+            examples = [(r, r.response) for r in items]
         else:
-            examples = [(p.prompt, d) for p, d in items]
+            examples = [(p, d) for p, d in items]
         batch, metrics = sft_batch(
             self.tokenizer, examples, completion_length=self.config.data.completion_length
         )
@@ -295,7 +301,7 @@ class SFTObjective:
         c, n = self.config, self.group_size
         key = jax.random.fold_in(self._sample_key, self.data.index)
         problems = next(self.data)
-        prompt_tokens, prompt_mask = encode_prompts(self.tokenizer, [p.prompt for p in problems])
+        prompt_tokens, prompt_mask = encode_prompts(self.tokenizer, problems)
         out = sampling.generate(
             self.model_config,
             policy_params,
