@@ -100,7 +100,6 @@ def _offline(arg, *, kind, reader, test_reader=""):
         c.eval.every = 200
         c.checkpoint.every = 200
     if kind == "dpo":
-        c.eval.every = 0  # DPO's held-out pass@k reads a procedural task
         c.optim.learning_rate = 5e-7
         c.optim.warmup_steps = 1 if arg.runlocal else 100
     elif kind == "rm":

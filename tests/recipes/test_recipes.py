@@ -176,7 +176,7 @@ def _run(command: str, env: dict[str, str]) -> None:
     smoke = SMOKE_EVALUATE
     if "experiments.train" in command:
         smoke = SMOKE_RL if re.search(r"recipe=(grpo|drgrpo)", command) else SMOKE_OFFLINE
-        if re.search(r"recipe=(rm|prm)_", command):
+        if re.search(r"recipe=(dpo|rm|prm)_", command):
             smoke = [*smoke, "--config.eval.every=1"]
     line = f"{sys.executable} {command[len('python ') :]} {' '.join(smoke)}"
     result = subprocess.run(
@@ -223,6 +223,9 @@ def test_recipe_runs_as_written(name, setup, tmp_path):
     if name == "grpo_gsm8k":
         out = json.load(open(os.path.join(run, "pass_at_k.json")))
         assert 0.0 <= out["table"]["policy"]["pass@1"] <= 1.0
+    if name == "dpo_ultrafeedback":
+        # Held out on the test file's pairs, with no procedural-task pass@k.
+        assert "eval/pairs/reward_accuracy" in last and "eval/pass@1" not in last
     if name == "rm_ultrafeedback":
         out = json.load(open(os.path.join(run, "rewardbench.json")))
         bench = out["benchmarks"]["rewardbench"]["orm"]

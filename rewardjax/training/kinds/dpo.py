@@ -378,9 +378,16 @@ class PreferenceObjective:
         }
 
     def evaluate(self, params, rng) -> dict[str, float]:
-        """Held-out pass@k of the policy, and the implicit-reward accuracy on held-out pairs or lists."""
+        """The implicit-reward accuracy on held-out pairs or lists, and the task's pass@k.
+
+        pass@k runs on the procedural task's held-out problems only when the
+        training data comes from that task (generated or policy-sampled pairs);
+        a run on a dataset file (UltraFeedback, say) has no task to solve.
+        """
         c = self.config
         out = self._held_out_preferences(params)
+        if c.data.train_path:
+            return out
         problems = self.task.problems(0, c.eval.num_problems, split="test", seed=c.seed)
         out.update(
             evaluate_policy(
