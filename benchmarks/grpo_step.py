@@ -117,6 +117,26 @@ class Phases:
 
         setattr(obj, name, timed)
 
+    def wrap_object(self, obj, name: str, label: str) -> None:
+        """Times calls of the callable object `obj.name` (a dunder call is looked up on the type,
+        so the object is replaced by a proxy that forwards every other attribute)."""
+        phases, inner = self, getattr(obj, name)
+
+        class Timed:
+            def __getattr__(self, attr):
+                return getattr(inner, attr)
+
+            def __call__(self, *args, **kwargs):
+                start = time.perf_counter()
+                out = inner(*args, **kwargs)
+                if phases.on:
+                    phases.seconds[label] = (
+                        phases.seconds.get(label, 0.0) + time.perf_counter() - start
+                    )
+                return out
+
+        setattr(obj, name, Timed())
+
     def per_iteration(self, total: float, iterations: int) -> dict[str, float]:
         out = {k: round(v / iterations, 4) for k, v in self.seconds.items()}
         out["other"] = round(total - sum(out.values()), 4)
@@ -147,7 +167,7 @@ def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
     phases = Phases()
     phases.wrap(trainer, "_generate", "rollout", jax.block_until_ready)
     phases.wrap(rl, "decode_completions", "decode_text")
-    phases.wrap(trainer, "rewards", "grade")
+    phases.wrap_object(trainer, "rewards", "grade")
     phases.wrap(trainer, "prepare", "prepare", jax.block_until_ready)
     phases.wrap(trainer, "update", "update", jax.block_until_ready)
     trainer.train_step()  # compile
