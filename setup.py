@@ -41,6 +41,8 @@ EXTRAS = {
         "accelerate>=1.0",
         "datasets>=3.0",
         "pyarrow>=15",
+        # PEFT adapter directories (models.lora.save_peft / load_peft round trip).
+        "peft>=0.13",
     ],
     "test": [
         "pytest>=8",

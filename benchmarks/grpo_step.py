@@ -143,7 +143,8 @@ class Phases:
         return out
 
 
-def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
+def rewardjax_seconds(model_dir: str, args, *, lora: dict | None = None) -> tuple[float, dict]:
+    """rewardjax's seconds per GRPO iteration (after a compiling one); `lora`: a `lora` block."""
     import jax
 
     from configs import grpo_arithmetic
@@ -151,8 +152,10 @@ def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
 
     c = grpo_arithmetic.get_config(f"model_path={model_dir}")
     c.model.tokenizer = model_dir
-    if args.remat:
+    if getattr(args, "remat", ""):
         c.model.remat = args.remat
+    if lora:
+        c.lora.update(lora)
     c.rollout.prompts_per_step = args.prompts
     c.rollout.group_size = args.group
     c.rollout.max_new_tokens = args.new_tokens
@@ -190,8 +193,15 @@ def rewardjax_seconds(model_dir: str, args) -> tuple[float, dict]:
 
 
 def trl_seconds(
-    model_dir: str, args, *, threads: int | None = None, checkpointing: bool = True
+    model_dir: str,
+    args,
+    *,
+    threads: int | None = None,
+    checkpointing: bool = True,
+    peft_config=None,
+    learning_rate: float = 1e-6,
 ) -> tuple[float, dict]:
+    """TRL's seconds per GRPO iteration (the first, warm-up step left out); `peft_config`: LoRA."""
     import torch
 
     if threads is not None:
@@ -234,7 +244,7 @@ def trl_seconds(
         num_generations=args.group,
         max_completion_length=args.new_tokens,
         max_steps=args.steps + 1,
-        learning_rate=1e-6,
+        learning_rate=learning_rate,
         beta=0.0,
         temperature=1.0,
         logging_steps=1000,
@@ -252,6 +262,7 @@ def trl_seconds(
         train_dataset=data,
         processing_class=tokenizer,
         callbacks=[timer],
+        peft_config=peft_config,
     )
     # Phases: generation (HF generate), grading, the rest of preparing the batch
     # (tokenising, log-probs where needed, advantages), the loss forward; what

@@ -65,6 +65,24 @@ def prompt_block() -> dict:
     )
 
 
+def lora_block() -> dict:
+    """LoRA adapters on the policy's projections (`rewardjax.models.lora`); rank 0: full training."""
+    return dict(
+        # With rank > 0 only the adapters (and a reward / PRM / value head) are
+        # trained and hold optimizer state; the reference model of KL and DPO is
+        # the base with the adapters off; the HF export folds them in.
+        rank=0,
+        alpha=16.0,
+        # Projection names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
+        # down_proj); empty: all of them.
+        targets=[],
+        # A PEFT adapter directory to start from (its rank, alpha and targets
+        # replace the ones above; model.path is its base). A run with adapters
+        # also exports them as workdir/peft beside the merged workdir/hf.
+        adapter_path="",
+    )
+
+
 def optim_block(*, learning_rate: float, total_steps: int = 0, **kw) -> dict:
     block = dict(
         learning_rate=learning_rate,
@@ -114,6 +132,7 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     c.steps = 200
     c.model = model_block()
     c.prompt = prompt_block()
+    c.lora = lora_block()
     # Recompute each block in the backward pass. On a 2-core CPU this is faster
     # as well as smaller (the saved activations of the scanned layers cost more
     # memory traffic than the recomputation: GRPO update 0.112 s vs 0.138 s at
@@ -264,6 +283,7 @@ def sft_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     c.microbatches = 1
     c.model = model_block()
     c.prompt = prompt_block()
+    c.lora = lora_block()
     c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
     # loss: a SFT_LOSSES key (sft_nll, dft_prob_weighted, asft_anchored with
     # kwargs.kl_coef: KL to the frozen initial policy, raft_reward_ranked).
@@ -366,6 +386,7 @@ def offline_base(kind: str, *, runlocal: bool = False) -> ml_collections.ConfigD
     c.microbatches = 1
     c.model = model_block()
     c.prompt = prompt_block()
+    c.lora = lora_block()
     c.task = task_block("arithmetic_chain", num_steps=3, max_operand=9)
     c.objective = dict(kind=kind, **objective)
     # Device mesh: sizes of the data / fsdp / tensor axes, -1 = the rest.

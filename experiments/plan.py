@@ -115,6 +115,9 @@ _ACCELERATOR = flags.DEFINE_enum(
     ["", *ACCELERATORS],
     "Also estimate seconds per step on the mesh's devices of this kind (a roofline).",
 )
+_LORA_RANK = flags.DEFINE_integer(
+    "lora_rank", 0, "Plan LoRA adapters of this rank on every projection (0: the config's)."
+)
 _MFU = flags.DEFINE_float("mfu", 0.4, "Fraction of peak FLOP/s of the time estimate.")
 _BANDWIDTH = flags.DEFINE_float(
     "bandwidth_util", 0.7, "Fraction of memory bandwidth of the sampler's decode estimate."
@@ -148,6 +151,7 @@ def main(argv):
             max_new_tokens=_MAX_NEW_TOKENS.value,
             group_size=_GROUP_SIZE.value,
             accelerator=_ACCELERATOR.value,
+            lora_rank=_LORA_RANK.value,
             mfu=_MFU.value,
             bandwidth_util=_BANDWIDTH.value,
             sampler=_SAMPLER.value,

@@ -60,6 +60,9 @@ class ModelConfig:
       reward_outputs: outputs of the "reward" head: 1 is a scalar reward
         (kernel [D], bias []); K > 1 one score per rated attribute (kernel
         [D, K], bias [K]; not written to HF checkpoints).
+      lora_rank, lora_alpha, lora_targets: LoRA adapters (α/r)·A·B on the
+        named projections (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
+        down_proj; `rewardjax.models.lora`); rank 0: none.
     """
 
     family: str = "qwen2"
@@ -85,8 +88,16 @@ class ModelConfig:
     eos_token_id: int | None = None
     pad_token_id: int | None = None
     reward_outputs: int = 1
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = ()
 
     def __post_init__(self):
+        from rewardjax.models import lora
+
+        # A list from a config file: stored as a tuple so the config stays hashable.
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets or ()))
+        lora.check_config(self)
         if self.family not in FAMILIES:
             raise ValueError(f"ModelConfig.family={self.family!r}; known: {', '.join(FAMILIES)}")
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers"):

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rewardjax.models import lora
 from rewardjax.models.config import ModelConfig
 
 Array = jax.Array
@@ -207,6 +208,15 @@ def _dense_init(config: ModelConfig, names: tuple[str, ...]):
     return _partitioned(nn.initializers.normal(config.initializer_range), names)
 
 
+def _adapted(config, name: str, x: Array, y: Array, axes_in, axes_out) -> Array:
+    """y plus the LoRA update of projection `name` on its input x, when it is a target."""
+    if name not in config.lora_targets:
+        return y
+    shape_in, shape_out = lora.projection_shapes(config, name)
+    delta = lora.LoRA(config, shape_in, axes_in, shape_out, axes_out, name=name + lora.LORA_SUFFIX)
+    return y + delta(x).astype(y.dtype)
+
+
 class RMSNorm(nn.Module):
     """x / sqrt(mean(x²) + eps) · scale, statistics in float32."""
 
@@ -257,7 +267,7 @@ class Attention(nn.Module):
         common = dict(dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype)
 
         def projection(name: str, num: int) -> Array:
-            return nn.DenseGeneral(
+            y = nn.DenseGeneral(
                 (num, head_dim),
                 use_bias=c.qkv_bias,
                 kernel_init=_dense_init(c, ("embed", "heads", "kv")),
@@ -265,6 +275,7 @@ class Attention(nn.Module):
                 name=name,
                 **common,
             )(x)
+            return _adapted(c, name, x, y, ("embed",), ("heads", "kv"))
 
         q = projection("q_proj", heads)  # [B, T, H, Dh]
         k = projection("k_proj", kv_heads)  # [B, T, K, Dh]
@@ -294,7 +305,7 @@ class Attention(nn.Module):
             probs = jax.nn.softmax(scores, axis=-1).astype(c.jnp_dtype)
             out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
         out = out.reshape(batch, length, heads, head_dim)
-        out = nn.DenseGeneral(
+        y = nn.DenseGeneral(
             c.hidden_size,
             axis=(-2, -1),
             use_bias=False,
@@ -302,7 +313,7 @@ class Attention(nn.Module):
             name="o_proj",
             **common,
         )(out)
-        return out, new_kv
+        return _adapted(c, "o_proj", out, y, ("heads", "kv"), ("embed",)), new_kv
 
 
 class MLP(nn.Module):
@@ -314,22 +325,15 @@ class MLP(nn.Module):
     def __call__(self, x: Array) -> Array:
         c = self.config
         common = dict(use_bias=False, dtype=c.jnp_dtype, param_dtype=c.jnp_param_dtype)
-        gate = nn.Dense(
-            c.intermediate_size,
-            kernel_init=_dense_init(c, ("embed", "mlp")),
-            name="gate_proj",
-            **common,
-        )(x)
-        up = nn.Dense(
-            c.intermediate_size,
-            kernel_init=_dense_init(c, ("embed", "mlp")),
-            name="up_proj",
-            **common,
-        )(x)
+
+        def dense(name, inputs, width, axes):
+            y = nn.Dense(width, kernel_init=_dense_init(c, axes), name=name, **common)(inputs)
+            return _adapted(c, name, inputs, y, axes[:1], axes[1:])
+
+        gate = dense("gate_proj", x, c.intermediate_size, ("embed", "mlp"))
+        up = dense("up_proj", x, c.intermediate_size, ("embed", "mlp"))
         h = nn.with_logical_constraint(nn.silu(gate) * up, ("act_batch", "act_length", "act_mlp"))
-        return nn.Dense(
-            c.hidden_size, kernel_init=_dense_init(c, ("mlp", "embed")), name="down_proj", **common
-        )(h)
+        return dense("down_proj", h, c.hidden_size, ("mlp", "embed"))
 
 
 class Block(nn.Module):

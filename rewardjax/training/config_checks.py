@@ -114,6 +114,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "task.test_reader": _published_format(),
     "task.reader_fields": _renames(),
     "task.test_reader_fields": _renames(),
+    "lora.rank": _int_at_least(0),
+    "lora.alpha": _number(0.0, open_low=True),
     "log.every": _int_at_least(1),
     "checkpoint.every": _int_at_least(0),
     "checkpoint.keep": _int_at_least(1),

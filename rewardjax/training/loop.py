@@ -36,8 +36,10 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
+from flax import traverse_util
 
 from rewardjax import models, parallel
+from rewardjax.models import lora
 from rewardjax.training import faults
 from rewardjax.training.checkpoint import Checkpointer, check_compatible
 from rewardjax.training.config_checks import check_ranges
@@ -87,23 +89,39 @@ def init_params(
     def fresh(k):
         return models.init_params(model_config, k, heads)
 
-    abstract = jax.eval_shape(fresh, key)
-    shardings = parallel.param_shardings(logical, mesh, shapes=abstract)
-    missing = [name for name in abstract if host is None or name not in host]
+    abstract = traverse_util.flatten_dict(jax.eval_shape(fresh, key))
+    shardings = traverse_util.flatten_dict(
+        parallel.param_shardings(logical, mesh, shapes=traverse_util.unflatten_dict(abstract))
+    )
+    given = traverse_util.flatten_dict(host) if host is not None else {}
+    missing = [path for path in abstract if path not in given]
     params: dict = {}
     if missing:
-        # Only the missing subtrees are outputs: XLA drops the rest of the init.
-        sub = {name: shardings[name] for name in missing}
-
+        # Only the missing leaves (a new head, LoRA adapters) are outputs: XLA
+        # drops the rest of the init.
         def init_missing(k):
-            full = fresh(k)
-            return {name: full[name] for name in missing}
+            full = traverse_util.flatten_dict(fresh(k))
+            return traverse_util.unflatten_dict({path: full[path] for path in missing})
 
-        params.update(parallel.init_sharded(init_missing, mesh, sub, key))
-    if host is not None:
-        present = {name: host[name] for name in abstract if name in host}
-        params.update(put_global(present, {name: shardings[name] for name in present}))
-    return {name: params[name] for name in abstract}, logical
+        sub = traverse_util.unflatten_dict({path: shardings[path] for path in missing})
+        params.update(
+            traverse_util.flatten_dict(parallel.init_sharded(init_missing, mesh, sub, key))
+        )
+    present = [path for path in abstract if path in given]
+    if present:
+        placed = put_global(
+            traverse_util.unflatten_dict({path: given[path] for path in present}),
+            traverse_util.unflatten_dict({path: shardings[path] for path in present}),
+        )
+        params.update(traverse_util.flatten_dict(placed))
+    return traverse_util.unflatten_dict({path: params[path] for path in abstract}), logical
+
+
+def lora_block(config) -> dict | None:
+    """The config's `lora` block as a dict when it asks for adapters (a rank or a PEFT directory)."""
+    if "lora" not in config or not (config.lora.rank or config.lora.get("adapter_path")):
+        return None
+    return config.lora.to_dict()
 
 
 class Trainer:
@@ -139,6 +157,7 @@ class Trainer:
         self.step = 0
         # name → TrainState saved beside self.state (see the class docstring).
         self.aux_states: dict[str, TrainState] = {}
+        self.trainable = None  # the LoRA mask, set by create_state
         self.writer = MetricWriter(workdir)
         self.checkpointer = Checkpointer(
             workdir,
@@ -156,14 +175,27 @@ class Trainer:
     def load_model(self, heads: Sequence[str] = ("lm",)) -> tuple[models.ModelConfig, dict, dict]:
         """(config, sharded params, logical axes) of `config.model` with `heads`."""
         model_config, host = load_policy(self.config.model, self.tokenizer, heads=heads)
+        block = lora_block(self.config)
+        if block and block.get("adapter_path"):
+            # Start from a PEFT adapter directory: its rank, alpha and targets.
+            model_config, adapters = lora.load_peft(block["adapter_path"], model_config)
+            if host is None:
+                raise ValueError("config lora.adapter_path needs the base checkpoint in model.path")
+            host = lora.with_adapters(host, adapters)
+        else:
+            model_config = lora.with_lora(model_config, block)
         params, logical = init_params(model_config, heads, self.mesh, self.next_key(), host)
         return model_config, params, logical
 
     def create_state(self, params: dict, logical: dict) -> None:
         """TrainState (params + optimizer state) created with its final shardings."""
 
+        # LoRA: only the adapters (and new scalar heads) are trained; the
+        # optimizer holds their statistics alone.
+        self.trainable = lora.trainable_mask(params) if lora_block(self.config) else None
+
         def create(p):
-            return TrainState.create(p, self.optimizer)
+            return TrainState.create(p, self.optimizer, self.trainable)
 
         abstract = jax.eval_shape(create, params)
         self.state_sharding = parallel.state_shardings(abstract, self.mesh, logical)
@@ -183,7 +215,9 @@ class Trainer:
                 f"{parallel_rows} data-parallel shards of mesh {dict(self.mesh.shape)}"
             )
         self.update_fn = parallel.jit_step(
-            make_update_step(loss_fn, self.optimizer, microbatches=c.microbatches),
+            make_update_step(
+                loss_fn, self.optimizer, microbatches=c.microbatches, trainable=self.trainable
+            ),
             self.mesh,
             self.state_sharding,
             parallel.batch_sharding(self.mesh),
@@ -209,6 +243,8 @@ class Trainer:
             num_kv_heads=mc.num_kv_heads,
             intermediate_size=mc.intermediate_size,
         )
+        if mc.lora_rank:  # only with adapters: checkpoints written before LoRA stay resumable
+            out["lora"] = dict(rank=mc.lora_rank, targets=list(mc.lora_targets))
         # Only when there are any: checkpoints written without them stay resumable.
         if self.aux_states:
             out["aux_states"] = sorted(self.aux_states)
@@ -324,7 +360,17 @@ class Trainer:
             # is a directory (an HF model's own), so it loads as one piece.
             spec = self.config.model.tokenizer or self.config.model.path
             tokenizer_dir = spec if spec and os.path.isdir(spec) else None
-            models.save_hf(path, self.model_config, params, tokenizer_dir=tokenizer_dir)
+            if self.model_config.lora_rank:
+                # The adapters alone, as PEFT loads them onto the base checkpoint.
+                lora.save_peft(
+                    os.path.join(os.path.dirname(path), "peft"),
+                    self.model_config,
+                    params,
+                    base_model=self.config.model.path,
+                )
+            # LoRA: the adapters folded into the kernels (a plain HF checkpoint).
+            config, params = lora.merge(self.model_config, params)
+            models.save_hf(path, config, params, tokenizer_dir=tokenizer_dir)
         parallel.barrier("export")
         return path
 

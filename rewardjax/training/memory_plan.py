@@ -50,7 +50,7 @@ import optax
 from jax.sharding import Mesh
 
 from rewardjax import models
-from rewardjax.models import hf
+from rewardjax.models import hf, lora
 from rewardjax.parallel.mesh import MESH_AXES, describe, make_mesh, parse_mesh
 from rewardjax.parallel.rules import (
     batch_parallelism,
@@ -319,9 +319,15 @@ def plan_update_step(
     check_batch(batch, mesh)
     heads = {"policy": ("lm",), **({"critic": ("value",)} if with_critic else {})}
     axes = {k: models.logical_axes(cfg, h) for k, h in heads.items()}
+    abstract_params = jax.eval_shape(
+        lambda key: {k: models.init_params(cfg, key, h) for k, h in heads.items()},
+        jax.random.key(0),
+    )
+    # LoRA: gradients and optimizer state of the adapters (and new heads) only.
+    trainable = lora.trainable_mask(abstract_params) if cfg.lora_rank else None
     abstract_state = jax.eval_shape(
         lambda key: TrainState.create(
-            {k: models.init_params(cfg, key, h) for k, h in heads.items()}, optimizer
+            {k: models.init_params(cfg, key, h) for k, h in heads.items()}, optimizer, trainable
         ),
         jax.random.key(0),
     )
@@ -333,7 +339,7 @@ def plan_update_step(
         config=config,
         logprob_impl=logprob_impl,
     )
-    update = make_update_step(loss, optimizer, microbatches=microbatches)
+    update = make_update_step(loss, optimizer, microbatches=microbatches, trainable=trainable)
     rows_sharding = batch_sharding(mesh)
     step = jit_step(update, mesh, shardings, rows_sharding)
     rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype, sharding=replicated(mesh))
@@ -360,6 +366,19 @@ def plan_update_step(
     return dict(
         model=name,
         num_params=int(sum(math.prod(x.shape) for x in jax.tree.leaves(abstract_state.params))),
+        lora_rank=cfg.lora_rank,
+        trainable_params=int(
+            sum(
+                math.prod(x.shape)
+                for x, keep in zip(
+                    jax.tree.leaves(abstract_state.params),
+                    jax.tree.leaves(trainable) if trainable is not None else [],
+                )
+                if keep
+            )
+            if trainable is not None
+            else sum(math.prod(x.shape) for x in jax.tree.leaves(abstract_state.params))
+        ),
         mesh=",".join(str(mesh.shape[a]) for a in MESH_AXES),
         objective=objective,
         batch=rows,
@@ -716,6 +735,7 @@ def plan_memory(
     accelerator: str = "",
     mfu: float = 0.4,
     bandwidth_util: float = 0.7,
+    lora_rank: int = 0,
 ) -> tuple[Mesh, list[dict[str, Any]]]:
     """Plans the update step (and for GRPO the sampler) of each model; returns (mesh, results).
 
@@ -738,6 +758,8 @@ def plan_memory(
         an RL config's `rollout` block (prompts_per_step × group_size rows,
         compaction, cache_block, temperature, top-k / top-p), else the batch's
         rows as batch / group_size prompts.
+      lora_rank: plan LoRA adapters of this rank on every projection (α = 2r)
+        instead of the config's `lora` block (0: the config's, if any).
       accelerator, mfu, bandwidth_util: also estimate each step's seconds on
         the mesh's devices of that kind (`step_time.step_seconds`, a roofline
         at those utilisations) under "time"; empty: no estimate.
@@ -790,6 +812,10 @@ def plan_memory(
         cfg = resolve_model_config(
             name, model_block, dtype=dtype, param_dtype=param_dtype, remat=remat
         )
+        block = config.lora.to_dict() if config is not None and "lora" in config else None
+        if lora_rank:
+            block = dict(rank=lora_rank, alpha=2.0 * lora_rank, targets=[])
+        cfg = lora.with_lora(cfg, block)
         short = os.path.basename(name.rstrip("/")) or name
         sampler_row = None
         if rollout is not None:

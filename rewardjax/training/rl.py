@@ -24,12 +24,13 @@ import numpy as np
 from rewardjax import models, parallel, sampling
 from rewardjax.data.curation import PromptStats, dynamic_sampling, pass_rate_filter
 from rewardjax.data.tasks.base import Problem
-from rewardjax.models import forward
+from rewardjax.models import forward, lora
 from rewardjax.objectives import aggregation as agg
 from rewardjax.objectives.advantages import outcome_to_token_rewards, zero_variance_policy
 from rewardjax.objectives.kl import kl_in_reward
 from rewardjax.registry import KL_ESTIMATORS
 from rewardjax.rewards.likelihood import forced_answer_inputs
+from rewardjax.training.config_checks import ConfigError
 from rewardjax.training.loop import Trainer, finite_or_none
 from rewardjax.training.prime import OnlinePRM, check_prime_config
 from rewardjax.training.prompts import PromptSource
@@ -94,10 +95,17 @@ class RLTrainer(Trainer):
             self.critic = models.build(critic_config, ("value",))
         self.create_state(train_params, train_logical)
         # π_ref: the initial policy, a copy with the policy's shardings (one copy
-        # serves the KL terms and PRIME's implicit PRM).
+        # serves the KL terms and PRIME's implicit PRM). With LoRA it is the
+        # frozen base with the adapters off, read from the state itself: no copy.
+        self.lora = bool(self.model_config.lora_rank)
+        if self.lora and c.prime.enabled:
+            raise ConfigError(
+                "config prime.enabled with lora.rank > 0: PRIME's implicit PRM is a full "
+                "copy of the policy; train it without LoRA"
+            )
         self.ref_params = (
             jax.jit(lambda p: jax.tree.map(jnp.copy, p))(self.state.params["policy"])
-            if self.use_kl or c.prime.enabled
+            if (self.use_kl or c.prime.enabled) and not self.lora
             else None
         )
         self.kl_coef = float(c.kl.coef)
@@ -163,6 +171,21 @@ class RLTrainer(Trainer):
             ),
             out_shardings=batch_sharding,
         )
+        # The reference's log-probs: the policy's own function, or with LoRA the
+        # base model's (the same kernels, no adapters).
+        self._ref_logprob_fn = self._logprob_fn
+        if self.lora:
+            base_model = models.build(lora.base_config(self.model_config))
+            self._ref_logprob_fn = jax.jit(
+                functools.partial(
+                    forward.completion_logprobs,
+                    base_model,
+                    temperature=c.rollout.temperature,
+                    impl=c.logprob_impl,
+                    group_size=self.prompt_group,
+                ),
+                out_shardings=batch_sharding,
+            )
         if self.rewards.device_sources:
             # Likelihood rewards read the policy's own distribution (temperature 1).
             self._forced_logprob_fn = jax.jit(
@@ -545,7 +568,8 @@ class RLTrainer(Trainer):
             metrics["rollout/logp_gap_max"] = jnp.max(jnp.where(mask > 0, gap, 0.0))
             metrics["rollout/entropy"] = agg.masked_mean(entropy, mask)
         if self.use_kl:
-            ref_logprobs, _ = self._chunked(self._logprob_fn, self.ref_params, batch, keys)
+            ref = lora.strip(params["policy"]) if self.lora else self.ref_params
+            ref_logprobs, _ = self._chunked(self._ref_logprob_fn, ref, batch, keys)
             metrics["kl/ref_k1"] = agg.masked_mean(old_logprobs - ref_logprobs, mask)
             metrics["kl/coef"] = self.kl_coef
             if c.kl.placement == "reward":

@@ -50,14 +50,36 @@ class TrainState:
     consecutive_skips: Array
 
     @classmethod
-    def create(cls, params: PyTree, optimizer: optax.GradientTransformation) -> TrainState:
+    def create(
+        cls,
+        params: PyTree,
+        optimizer: optax.GradientTransformation,
+        trainable: PyTree | None = None,
+    ) -> TrainState:
+        """A fresh state; with a `trainable` mask the optimizer holds statistics of those leaves only."""
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
-            opt_state=optimizer.init(params),
+            opt_state=optimizer.init(params if trainable is None else select(params, trainable)),
             skipped=jnp.zeros((), jnp.int32),
             consecutive_skips=jnp.zeros((), jnp.int32),
         )
+
+
+def select(params: PyTree, trainable: PyTree) -> PyTree:
+    """`params` with the leaves whose `trainable` flag is False replaced by None (no leaf)."""
+    return jax.tree.map(lambda x, keep: x if keep else None, params, trainable)
+
+
+def combine(trainable: PyTree, params: PyTree, selected: PyTree) -> PyTree:
+    """`params` with its trainable leaves taken from `selected` (a `select` of it)."""
+    return jax.tree.map(
+        lambda keep, old, new: new if keep else old,
+        trainable,
+        params,
+        selected,
+        is_leaf=lambda x: x is None,
+    )
 
 
 def batch_totals(batch: dict) -> dict[str, Array]:
@@ -98,6 +120,7 @@ def make_update_step(
     optimizer: optax.GradientTransformation,
     *,
     microbatches: int = 1,
+    trainable: PyTree | None = None,
 ) -> Callable[[TrainState, dict, Array], tuple[TrainState, dict]]:
     """Returns a pure `(state, batch, rng) -> (state, metrics)` update.
 
@@ -107,6 +130,11 @@ def make_update_step(
       optimizer: optax transformation.
       microbatches: gradient-accumulation steps; the batch's leading axis must
         divide by it. Gradients are summed over micro-batches with `lax.scan`.
+      trainable: a pytree of bools matching the params (e.g.
+        `models.lora.trainable_mask`): only those leaves are differentiated
+        and updated, the others are constants of the loss (no gradient is
+        ever formed for them) and pass through unchanged. The state must have
+        been created with the same mask. None: every leaf.
 
     Returns:
       The update function `(state, batch, rng, scalars=None)` (not jitted: the
@@ -116,11 +144,18 @@ def make_update_step(
       micro-batches.
     """
 
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
     def update(
         state: TrainState, batch: dict, rng: Array, scalars: dict | None = None
     ) -> tuple[TrainState, dict]:
+        if trainable is None:
+            variables = state.params
+            grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        else:
+            variables = select(state.params, trainable)
+            grad_fn = jax.value_and_grad(
+                lambda v, *args: loss_fn(combine(trainable, state.params, v), *args),
+                has_aux=True,
+            )
         totals = batch_totals(batch)
         for name, value in (scalars or {}).items():
             if name in totals:
@@ -131,11 +166,11 @@ def make_update_step(
 
         def accumulate(grads, inputs):
             mb, key = inputs
-            (loss, metrics), g = grad_fn(state.params, mb, key, totals)
+            (loss, metrics), g = grad_fn(variables, mb, key, totals)
             grads = jax.tree.map(lambda a, b: a + b.astype(a.dtype), grads, g)
             return grads, (loss, metrics)
 
-        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), state.params)
+        zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), variables)
         grads, (losses, metrics) = jax.lax.scan(accumulate, zeros, (micro, rngs))
         loss = jnp.sum(losses)
         metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
@@ -144,9 +179,11 @@ def make_update_step(
         # Zero non-finite gradients before the optimizer so its state stays
         # finite; the result is discarded anyway when `finite` is False.
         safe_grads = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grads)
-        safe_grads = jax.tree.map(lambda g, p: g.astype(p.dtype), safe_grads, state.params)
-        updates, new_opt_state = optimizer.update(safe_grads, state.opt_state, state.params)
-        new_params = optax.apply_updates(state.params, updates)
+        safe_grads = jax.tree.map(lambda g, p: g.astype(p.dtype), safe_grads, variables)
+        updates, new_opt_state = optimizer.update(safe_grads, state.opt_state, variables)
+        new_params = optax.apply_updates(variables, updates)
+        if trainable is not None:
+            new_params = combine(trainable, state.params, new_params)
 
         def keep_if_finite(new, old):
             return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)

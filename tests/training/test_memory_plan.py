@@ -274,3 +274,21 @@ def test_plan_memory_plans_the_sampler_of_a_grpo_config():
         "compiled",
     ]
     assert lines[3].split()[:4] == ["tiny", "1,1,1", "4×4", "16+32"]
+
+
+def test_lora_plan_holds_optimizer_state_of_the_adapters_only():
+    _, (full,) = memory_plan.plan_memory(presets="tiny", mesh="1,1,1", batch=4, seq_len=32)
+    _, (adapted,) = memory_plan.plan_memory(
+        presets="tiny", mesh="1,1,1", batch=4, seq_len=32, lora_rank=4
+    )
+    cfg = models.preset("tiny")
+    d, i, hd = cfg.hidden_size, cfg.intermediate_size, cfg.resolved_head_dim
+    q, kv = cfg.num_heads * hd, cfg.num_kv_heads * hd
+    # r·(in + out) per projection and layer: q, k, v, o, gate, up, down.
+    widths = [(d, q), (d, kv), (d, kv), (q, d), (d, i), (d, i), (i, d)]
+    adapters = cfg.num_layers * sum(4 * (a + b) for a, b in widths)
+    assert adapted["trainable_params"] == adapters and adapted["lora_rank"] == 4
+    assert full["trainable_params"] == full["num_params"]
+    # AdamW's two float32 statistics per trainable parameter, and a few counters.
+    assert 0 <= adapted["optimizer_bytes"] - 8 * adapters <= 64
+    assert adapted["optimizer_bytes"] < full["optimizer_bytes"] / 5

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rewardjax import models
-from rewardjax.models import forward
+from rewardjax.models import forward, lora
 from rewardjax.registry import PREFERENCE_LOSSES, bind
 from rewardjax.scoring.models import check_reference_vocab
 from rewardjax.tokenizers import Tokenizer
@@ -80,9 +80,13 @@ def sequence_logprob_sums(
 
 
 def load_reference(
-    reference_cfg, *, policy_config: models.ModelConfig, policy_params
+    reference_cfg, *, policy_config: models.ModelConfig, policy_params, share: bool = False
 ) -> tuple[models.ModelConfig, Any]:
     """The frozen reference: `reference.path` (an HF directory), else a copy of the initial policy.
+
+    With LoRA the reference is the base with its adapters off. `share` (the
+    reference is read only before the first update, e.g. precomputed DPO
+    log-probs) returns the policy's own base arrays instead of a copy.
 
     A reference whose vocabulary differs from the policy's is an error naming
     both embedding shapes.
@@ -98,7 +102,9 @@ def load_reference(
             bos_token_id=policy_config.bos_token_id,
         )
     else:
-        ref_config, ref_params = policy_config, policy_params
+        ref_config, ref_params = lora.base_config(policy_config), lora.strip(policy_params)
+        if share and policy_config.lora_rank:
+            return ref_config, ref_params
     # A copy: the policy's buffers are donated to the update step.
     return ref_config, jax.tree.map(lambda x: jnp.array(x, copy=True), ref_params)
 
@@ -235,8 +241,13 @@ class PreferenceObjective:
         c = self.config = config
         self.tokenizer, self.model_config, self.task = tokenizer, model_config, task
         self.listwise = _check_format(c)
+        # LoRA with precomputed reference log-probs reads the base before any
+        # update: no second copy of the weights.
         self.ref_config, self.ref_params = load_reference(
-            c.reference, policy_config=model_config, policy_params=params
+            c.reference,
+            policy_config=model_config,
+            policy_params=params,
+            share=c.reference.precompute,
         )
         self._ref_fn = jax.jit(
             functools.partial(
@@ -280,6 +291,8 @@ class PreferenceObjective:
             arrays.update(self._reference_sums(arrays))
         self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
         self.test.update(self._reference_sums(self.test))
+        if c.reference.precompute:
+            self.ref_params = None  # every reference log-prob is computed: free the weights
 
     def _train_pairs(self, params) -> dict[str, np.ndarray]:
         c = self.config
