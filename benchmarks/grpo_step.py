@@ -146,6 +146,7 @@ class Phases:
 def rewardjax_seconds(model_dir: str, args, *, lora: dict | None = None) -> tuple[float, dict]:
     """rewardjax's seconds per GRPO iteration (after a compiling one); `lora`: a `lora` block."""
     import jax
+    import method
 
     from configs import grpo_arithmetic
     from rewardjax.training import rl
@@ -175,6 +176,7 @@ def rewardjax_seconds(model_dir: str, args, *, lora: dict | None = None) -> tupl
     phases.wrap(trainer, "update", "update", jax.block_until_ready)
     trainer.train_step()  # compile
     jax.block_until_ready(trainer.state.params)
+    method.reset_peak_rss()  # the timed iterations' own peak, not loading's or compiling's
     phases.on = True
     times = []
     tokens = 0.0
@@ -186,6 +188,7 @@ def rewardjax_seconds(model_dir: str, args, *, lora: dict | None = None) -> tupl
         tokens += metrics["rollout/tokens"]
     seconds = sum(times) / len(times)
     return seconds, {
+        "iteration_peak_gib": round(method.peak_rss_gib(), 3),
         "remat": c.model.remat,
         "completion_tokens_per_step": tokens / args.steps,
         "phases": phases.per_iteration(seconds, args.steps),
@@ -202,6 +205,7 @@ def trl_seconds(
     learning_rate: float = 1e-6,
 ) -> tuple[float, dict]:
     """TRL's seconds per GRPO iteration (the first, warm-up step left out); `peft_config`: LoRA."""
+    import method
     import torch
 
     if threads is not None:
@@ -274,6 +278,8 @@ def trl_seconds(
 
     class StartPhases(TrainerCallback):
         def on_step_end(self, a, state, control, **kw):
+            if not phases.on:  # after the warm-up step: the timed steps' own peak memory
+                method.reset_peak_rss()
             phases.on = True
 
     trainer.add_callback(StartPhases())
@@ -284,7 +290,11 @@ def trl_seconds(
     # prepare_all holds rollout and grade: keep only its remainder, and count it once.
     per["backward_and_optimizer"] = round(per.pop("other") + per["rollout"] + per["grade"], 4)
     per["prepare"] = round(per.pop("prepare_all") - per["rollout"] - per["grade"], 4)
-    return seconds, {"torch_threads": torch.get_num_threads(), "phases": per}
+    return seconds, {
+        "torch_threads": torch.get_num_threads(),
+        "phases": per,
+        "iteration_peak_gib": round(method.peak_rss_gib(), 3),
+    }
 
 
 def main():

@@ -33,6 +33,25 @@ def machine_load() -> dict[str, float | int | str]:
     }
 
 
+def reset_peak_rss() -> bool:
+    """Resets this process's peak resident memory (Linux `clear_refs` 5); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory since start or the last `reset_peak_rss`, in GiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB → GiB
+    raise OSError("no VmHWM in /proc/self/status")
+
+
 def is_loaded(load_avg: float, cpus: int) -> bool:
     """More runnable work than 3/4 of the cores: timings would measure the load."""
     return load_avg > 0.75 * cpus
