@@ -36,17 +36,18 @@ CHAT_TEMPLATE = (
 )
 
 
-def _bpe_dir(tmp_path, *, config=True, template=True):
+def _bpe_dir(tmp_path, *, config=True, template=True, corpus=CORPUS, vocab_size=300):
+    """A byte-level BPE tokenizer.json (Qwen-style specials) trained on `corpus`, in tmp_path."""
     tok = tokenizers.Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=300,
+        vocab_size=vocab_size,
         special_tokens=SPECIALS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(CORPUS, trainer)
+    tok.train_from_iterator(corpus, trainer)
     tmp_path.mkdir(parents=True, exist_ok=True)
     tok.save(str(tmp_path / "tokenizer.json"))
     if config:

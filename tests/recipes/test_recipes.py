@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FIXTURES = os.path.join(ROOT, "tests", "data", "fixtures", "published")
 RECIPES = os.path.join(ROOT, "docs", "recipes.md")
 
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Qwen2.5's template without tool calls: a default system turn, then the messages.
 QWEN_TEMPLATE = (
     "{%- if messages[0]['role'] == 'system' %}"
@@ -117,22 +117,13 @@ def _write_data(root):
 
 def _write_checkpoint(path):
     """A random 2-layer Qwen2 with a chat-templated byte-level BPE tokenizer."""
-    import tokenizers
     import torch
     import transformers
-    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    from tests.test_tokenizers import _bpe_dir
 
     corpus = [json.dumps(row) for name in set(DATA.values()) for row in _rows(name)]
-    tok = tokenizers.Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        special_tokens=SPECIALS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus * 4, trainer)
+    _, tok = _bpe_dir(Path(path), config=False, corpus=corpus * 4, vocab_size=512)
     pad, im_end = tok.token_to_id("<|endoftext|>"), tok.token_to_id("<|im_end|>")
     torch.manual_seed(0)
     config = transformers.Qwen2Config(
@@ -149,7 +140,6 @@ def _write_checkpoint(path):
         pad_token_id=pad,
     )
     transformers.Qwen2ForCausalLM(config).save_pretrained(path)
-    tok.save(os.path.join(path, "tokenizer.json"))
     with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
         json.dump(
             {
