@@ -189,9 +189,9 @@ def rewardbench2_ties_subset_score(
     Rows with the same id are pooled. Per (version, prompt), with C the correct
     and W the incorrect scores:
       accurate = min C − max W > 0,  gap = min C − max W,  spread = max C − min C
-    Over prompts p that have both a "ref" (one correct answer) and a "tied"
-    (several correct answers) version:
-      score = 0.30·acc_tied + 0.30·acc_ref                    (each over all its prompts)
+    Every prompt p comes in a "ref" version (one correct answer) and a "tied"
+    version (several correct answers; an id without its partner is an error):
+      score = 0.30·acc_tied + 0.30·acc_ref
             + 0.20·mean_p[gap_tied > spread_tied]
             + 0.20·mean_p[min(gap_ref, gap_tied) > spread_tied]
             + 0.01·mean_p tanh(min(gap_ref, gap_tied)/spread_tied − 1)   (0/0 → 0, x/0 → ±1)
