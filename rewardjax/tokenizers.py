@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
+import functools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -590,8 +591,13 @@ def _read_config(directory: str) -> dict[str, Any]:
     return config
 
 
+@functools.lru_cache(maxsize=16)
 def _compile_template(source: str):
-    """A jinja2 template in the environment `transformers` renders chat templates in."""
+    """A jinja2 template in the environment `transformers` renders chat templates in.
+
+    Cached by source: every policy prompt is rendered through it, and a compile
+    costs milliseconds, more than the rendering itself.
+    """
     try:
         import jinja2
         import jinja2.ext
