@@ -860,12 +860,18 @@ def plan_memory(
 
 
 def _extra_forwards(objective: str, config: Any) -> int:
-    """Forward passes over the batch outside the update: GRPO's old and reference log-probs."""
+    """Forward passes over the batch outside the update: GRPO's old and reference log-probs.
+
+    As the RL trainer decides: with one epoch, one minibatch and no KL term the
+    old log-probs come from the update's own forward pass (no separate pass).
+    """
     if objective != "grpo":
         return 0
     if config is None or not _is_rl(config):
         return 2
-    return 1 + (1 if config.kl.coef > 0 else 0)
+    kl = config.kl.coef > 0
+    in_update = config.updates.epochs == 1 and config.updates.minibatches == 1 and not kl
+    return (0 if in_update else 1) + (1 if kl else 0)
 
 
 def _rollout_shape(

@@ -292,3 +292,16 @@ def test_lora_plan_holds_optimizer_state_of_the_adapters_only():
     # AdamW's two float32 statistics per trainable parameter, and a few counters.
     assert 0 <= adapted["optimizer_bytes"] - 8 * adapters <= 64
     assert adapted["optimizer_bytes"] < full["optimizer_bytes"] / 5
+
+
+def test_extra_forward_passes_follow_the_trainers_rule():
+    c = grpo_arithmetic.get_config("runlocal=True")
+    c.kl.placement, c.kl.coef = "none", 0.0
+    # One epoch, one minibatch, no KL: the update's own forward gives the old log-probs.
+    assert memory_plan._extra_forwards("grpo", c) == 0
+    c.updates.epochs = 2
+    assert memory_plan._extra_forwards("grpo", c) == 1
+    c.updates.epochs = 1
+    c.kl.placement, c.kl.coef = "loss", 0.01
+    assert memory_plan._extra_forwards("grpo", c) == 2  # the old and the reference pass
+    assert memory_plan._extra_forwards("sft", c) == 0
