@@ -121,6 +121,9 @@ def task_block(name: str = "arithmetic_chain", **kwargs) -> dict:
         # model's positions: an error naming the row at start (False), or
         # skipped and counted (True).
         skip_long_prompts=False,
+        # A procedural task's training prompts: its first pool_size train problems,
+        # read in shuffled epochs, so prompts recur (0: an endless stream of new ones).
+        pool_size=0,
     )
 
 
@@ -228,6 +231,52 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
         oversample=1,
         max_rounds=8,
         zero_variance="keep",
+    )
+    # Which prompts a step spends rollouts on, and how (rewardjax/training/curriculum.py).
+    c.curriculum = dict(
+        # Difficulty over training: levels of task kwargs (merged over task.kwargs),
+        # advanced at step boundaries ("steps") or when the mean training accuracy
+        # of the last `window` steps reaches advance_at ("pass_rate").
+        schedule=dict(by="none", levels=[], boundaries=[], advance_at=0.7, window=4),
+        # DRIVE: stage 1 uniform (rollout.group_size); from switch_step (or once
+        # switch_coverage of the pool was seen) the same rows go to the hard set,
+        # pool prompts with a stage-1 pass rate in [band_lo, band_hi] over >=
+        # min_samples samples (hardest first, at most hard_set_size; 0: all), with
+        # group_size samples each. A prompt whose group passes above
+        # retain_max_pass leaves the hard set (1.0: kept throughout).
+        drive=dict(
+            enabled=False,
+            switch_step=0,
+            switch_coverage=0.0,
+            group_size=64,
+            band_lo=0.0,
+            band_hi=0.5,
+            min_samples=8,
+            hard_set_size=0,
+            retain_max_pass=1.0,
+        ),
+        # Draw oversample × P candidates, keep the P of most signal p(1 − p): by
+        # their recorded pass rate ("stats", unseen ones score unseen_score) or by
+        # their own rollouts ("rollouts": oversample × the sampling).
+        priority=dict(enabled=False, by="stats", oversample=2, unseen_score=0.25),
+        # Guide / SEELE hints: an all-fail group is sampled again with the first
+        # k reference lines (k from init_steps, one line per hinted group towards
+        # the target pass rate), at most max_groups groups per step (0: any). The
+        # hint opens the completion ("prefix") or joins the prompt ("context",
+        # written by template); the update's ratio is taken against the hinted
+        # sampling distribution.
+        hints=dict(
+            enabled=False,
+            placement="prefix",
+            target=0.5,
+            init_steps=1,
+            max_groups=0,
+            template="Hint: {hint}\n",
+        ),
+        # The newest correct rollout of each prompt (at most capacity prompts)
+        # replaces the last row of a later group of that prompt that fails
+        # entirely; its advantage is scaled by weight.
+        replay=dict(enabled=False, capacity=256, weight=1.0),
     )
     c.updates = dict(
         epochs=1,

@@ -870,7 +870,11 @@ def _extra_forwards(objective: str, config: Any) -> int:
     if config is None or not _is_rl(config):
         return 2
     kl = config.kl.coef > 0
-    in_update = config.updates.epochs == 1 and config.updates.minibatches == 1 and not kl
+    # Hinted and replayed rows (curriculum) keep the separate old log-prob pass.
+    behaviour = config.curriculum.hints.enabled or config.curriculum.replay.enabled
+    in_update = (
+        config.updates.epochs == 1 and config.updates.minibatches == 1 and not kl and not behaviour
+    )
     return (0 if in_update else 1) + (1 if kl else 0)
 
 

@@ -140,6 +140,7 @@ class PromptSource:
         self.seed = seed
         self._batch_size = batch_size
         self._train: list[Problem] | None = None
+        self._from_file = bool(task_cfg.data_path)
         if task_cfg.data_path:
             self.task = _grader(task_cfg)
             self._train, train_where = load_problems(
@@ -155,10 +156,18 @@ class PromptSource:
             self._where = {"train": train_where, "test": test_where}
         else:
             self.task = TASKS.get(task_cfg.name)(**task_cfg.kwargs)
-            self._iterator = PromptIterator(
-                self.task, batch_size=batch_size, split="train", seed=seed
-            )
             self._test = None
+            if task_cfg.pool_size < 0:
+                raise ValueError(f"task.pool_size={task_cfg.pool_size} must be >= 0")
+            if task_cfg.pool_size:
+                # A fixed pool, read in shuffled epochs: prompts recur, so their
+                # statistics can steer a curriculum.
+                self._train = self.task.problems(0, task_cfg.pool_size, split="train", seed=seed)
+                self._iterator = PromptIterator(self._train, batch_size=batch_size, seed=seed)
+            else:
+                self._iterator = PromptIterator(
+                    self.task, batch_size=batch_size, split="train", seed=seed
+                )
 
     def check_lengths(
         self, tokenizer, *, max_new_tokens: int, max_length: int, skip: bool
@@ -173,7 +182,7 @@ class PromptSource:
         counts = {}
         for split in ("train", "test"):
             problems = self._train if split == "train" else self._test
-            if problems is None:
+            if problems is None or not self._from_file:  # procedural prompts are short
                 counts[f"skipped_{split}"] = 0
                 continue
             kept = []
@@ -202,6 +211,10 @@ class PromptSource:
 
     def next(self) -> list[Problem]:
         return next(self._iterator)
+
+    def pool(self) -> list[Problem] | None:
+        """The finite list of training prompts (a file, or task.pool_size), or None (endless)."""
+        return self._train
 
     def state(self) -> dict[str, Any]:
         return self._iterator.get_state()

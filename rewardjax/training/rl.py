@@ -31,6 +31,7 @@ from rewardjax.objectives.kl import kl_in_reward
 from rewardjax.registry import KL_ESTIMATORS
 from rewardjax.rewards.likelihood import forced_answer_inputs
 from rewardjax.training.config_checks import ConfigError
+from rewardjax.training.curriculum import Curriculum, group_signal, top_groups
 from rewardjax.training.loop import Trainer, finite_or_none
 from rewardjax.training.prime import OnlinePRM, check_prime_config
 from rewardjax.training.prompts import PromptSource
@@ -44,6 +45,7 @@ from rewardjax.training.rl_loss import (
 from rewardjax.training.rl_rewards import RewardComputer
 from rewardjax.training.rollout import (
     decode_completions,
+    encode_prompt,
     encode_prompts,
     evaluate_policy,
     truncated_rows,
@@ -81,8 +83,14 @@ class RLTrainer(Trainer):
         # policy itself: its old log-probs are the update's own forward pass
         # (rl_loss), not a second pass over the batch. The KL terms read them
         # beside the reference's, so they keep the separate pass.
+        # Hinted and replayed rows take their ratio against the log-probs they
+        # were sampled with, so those runs keep the separate pass too.
+        self.behaviour_rows = c.curriculum.hints.enabled or c.curriculum.replay.enabled
         self.old_logprobs_in_update = (
-            c.updates.epochs == 1 and c.updates.minibatches == 1 and not self.use_kl
+            c.updates.epochs == 1
+            and c.updates.minibatches == 1
+            and not self.use_kl
+            and not self.behaviour_rows
         )
         self.model_config, params, logical = self.load_model()
         self.policy = models.build(self.model_config)
@@ -128,11 +136,32 @@ class RLTrainer(Trainer):
                 "to choose from, but neither curation.dynamic_sampling nor "
                 "curation.pass_rate.enabled is on"
             )
-        self.source = PromptSource(
-            c.task, batch_size=c.rollout.prompts_per_step * c.curation.oversample, seed=c.seed
-        )
+        prio = c.curriculum.priority
+        if prio.enabled and c.curation.oversample > 1:
+            raise ValueError(
+                "curation.oversample and curriculum.priority.oversample both draw extra "
+                "prompts; use one"
+            )
+        draws = c.curation.oversample * (prio.oversample if prio.enabled else 1)
+
+        def make_source(task_cfg, prompts):
+            return PromptSource(task_cfg, batch_size=prompts * draws, seed=c.seed)
+
+        self.source = make_source(c.task, c.rollout.prompts_per_step)
         # Each prompt's pass rate over every group sampled for it (checkpointed).
         self.prompt_stats = PromptStats()
+        # Which prompts each step samples, and hints and replay (checkpointed).
+        self.curriculum = Curriculum(
+            c.curriculum,
+            task_cfg=c.task,
+            source=self.source,
+            prompts_per_step=c.rollout.prompts_per_step,
+            group_size=self.group_size,
+            prompt_group=self.prompt_group,
+            seed=c.seed,
+            make_source=make_source,
+        )
+        self.stage = self.curriculum.stage
         self.counters: dict[str, float] = self.source.check_lengths(
             self.tokenizer,
             max_new_tokens=max(c.rollout.max_new_tokens, c.eval.max_new_tokens),
@@ -147,6 +176,12 @@ class RLTrainer(Trainer):
             max_new_tokens=c.rollout.max_new_tokens,
             group_size=self.group_size,
         )
+        if self.behaviour_rows and self.rewards.device_sources:
+            raise ConfigError(
+                f"rewards.sources {sorted(self.rewards.device_sources)} score each row's prompt "
+                "with the policy; curriculum.hints and curriculum.replay put rows sampled "
+                "elsewhere in the batch, which these sources do not score"
+            )
         self.laser_token = self._laser_token() if c.laser.enabled else None
         # LaSeR's constant c: estimated from the initial policy on the first batch.
         self.laser_ref_constant = (
@@ -320,6 +355,7 @@ class RLTrainer(Trainer):
             kl_coef=self.kl_coef,
             counters=self.counters,
             prompt_stats=self.prompt_stats.state_dict(),
+            curriculum=self.curriculum.state_dict(),
             laser_ref_constant=self.laser_ref_constant,
         )
 
@@ -329,19 +365,32 @@ class RLTrainer(Trainer):
         self.counters = meta["counters"]
         # Runs saved before the store existed resume with an empty one.
         self.prompt_stats = PromptStats.from_state_dict(meta.get("prompt_stats", {}))
+        if "curriculum" in meta:
+            self.curriculum.load_state_dict(meta["curriculum"])
+        self._set_stage(self.curriculum.stage)
         if self.config.laser.enabled:
             self.laser_ref_constant = meta.get("laser_ref_constant", self.laser_ref_constant)
 
     # ------------------------------------------------------------------ rollout
 
+    def _set_stage(self, stage) -> None:
+        """Samples stage.prompts × stage.group rows per step from here on (their product is fixed)."""
+        self.stage = stage
+        self.group_size = stage.group
+        self.rewards.group_size = stage.group
+
     def _generate(self, problems, rng, *, greedy: bool = False):
         """G samples per prompt, or with `greedy` one greedy completion per prompt."""
-        c = self.config
         tokens, mask = encode_prompts(self.tokenizer, problems)
-        out = sampling.generate(
+        return tokens, mask, self._sample((tokens, mask), rng, greedy=greedy)
+
+    def _sample(self, prompts, rng, *, greedy: bool = False):
+        """The sampler on encoded prompts (tokens, mask), with the rollout block's settings."""
+        c = self.config
+        return sampling.generate(
             self.model_config,
             self.state.params["policy"],
-            (tokens, mask),
+            prompts,
             rng=rng,
             n=1 if greedy else self.group_size,
             max_new_tokens=c.rollout.max_new_tokens,
@@ -354,7 +403,6 @@ class RLTrainer(Trainer):
             cache_block=c.rollout.cache_block or None,
             compact_min_rows=c.rollout.compact_min_rows,
         )
-        return tokens, mask, out
 
     def collect(self) -> tuple[dict[str, np.ndarray], list[Problem], dict[str, Any]]:
         """Samples groups (refilling dropped ones under dynamic sampling) and scores them.
@@ -369,8 +417,12 @@ class RLTrainer(Trainer):
           metrics: rollout metrics.
         """
         c = self.config
-        want = c.rollout.prompts_per_step
+        stage = self.curriculum.begin_step(self.step, self.prompt_stats)
+        if stage is not self.stage:
+            self._set_stage(stage)
+        want = stage.prompts
         g = self.group_size
+        curriculum_stats: dict[str, float] = {}
         kept: list[dict[str, np.ndarray]] = []
         kept_problems: list = []
         rounds, generated_groups, dropped_groups = 0, 0, 0
@@ -384,7 +436,7 @@ class RLTrainer(Trainer):
                     "[lo, hi]); raise the cap, or change the task difficulty"
                 )
             rounds += 1
-            problems = self.source.next()
+            problems = self.curriculum.next_problems(self.step, rounds, self.prompt_stats)
             prompt_tokens, prompt_mask, out = self._generate(problems, self.next_key())
             # Every process reads the whole rollout (a collective on a multi-host mesh).
             out = parallel.gather_to_host(out)
@@ -421,6 +473,8 @@ class RLTrainer(Trainer):
                 correct=info["correct"].astype(np.float32),
                 lengths=lengths,
                 truncated=truncated,
+                # The policy's own outcomes, before hints or replay change rows.
+                policy_correct=info["correct"].astype(np.float32),
             )
             if "token_rewards" in info:  # [B, T] process rewards from a PRM source
                 arrays["token_rewards"] = info["token_rewards"]
@@ -429,17 +483,31 @@ class RLTrainer(Trainer):
             if self.greedy_baseline:  # [B] the greedy reward of each row's prompt
                 arrays["baseline_rewards"] = np.repeat(self._greedy_rewards(problems), g)
             generated_groups += n
+            self.counters["rollout_rows"] = self.counters.get("rollout_rows", 0) + n * g
+            if self.behaviour_rows:  # hints and replay put rows sampled elsewhere in the batch
+                arrays = {k: np.array(v) for k, v in arrays.items()}  # writable copies
+                arrays["behaviour"] = np.zeros(n * g, bool)
+                arrays["advantage_weight"] = np.ones(n * g, np.float32)
+                round_stats = self._guide_groups(problems, arrays, rounds)
+                for k, v in round_stats.items():  # counts add up over rounds; rates: the last
+                    add = k.endswith(("groups", "rows"))
+                    curriculum_stats[k] = curriculum_stats.get(k, 0.0) * add + v
+            correct = arrays["correct"].reshape(n, g).astype(np.float64)
             keep = np.ones(n, bool)
             if c.curation.dynamic_sampling:
-                keep &= dynamic_sampling(scores.reshape(n, g))
+                keep &= dynamic_sampling(arrays["rewards"].reshape(n, g))
             if c.curation.pass_rate.enabled:
                 keep &= pass_rate_filter(
-                    info["correct"].reshape(n, g).astype(np.float64),
+                    correct,
                     lo=c.curation.pass_rate.lo,
                     hi=c.curation.pass_rate.hi,
-                    truncated=truncated.reshape(n, g),
+                    truncated=arrays["truncated"].reshape(n, g),
                     filter_truncate=c.curation.pass_rate.filter_truncate,
                 )
+            if c.curriculum.priority.enabled and c.curriculum.priority.by == "rollouts":
+                # The groups of most signal among this round's oversampled prompts.
+                signal = np.where(keep, group_signal(correct), -1.0)
+                keep &= top_groups(signal, want - len(kept_problems))
             dropped_groups += int((~keep).sum())
             rows = np.repeat(keep, g)
             kept.append({k: v[rows] for k, v in arrays.items()})
@@ -455,13 +523,186 @@ class RLTrainer(Trainer):
                 x["prompt_mask"] = np.pad(x["prompt_mask"], ((0, 0), (extra, 0)))
         batch = {k: np.concatenate([x[k] for x in kept])[: want * g] for k in kept[0]}
         problems = kept_problems[:want]
+        policy_correct = batch.pop("policy_correct")
+        self.curriculum.end_step(
+            [p.uid for p in problems],
+            policy_correct.reshape(want, g),
+            accuracy=float(policy_correct.mean()),
+        )
         metrics = {
             "rollout/rounds": rounds,
+            "rollout/rows_total": self.counters["rollout_rows"],
+            "rollout/policy_accuracy": float(policy_correct.mean()),
             "rollout/dropped_group_frac": dropped_groups / max(generated_groups, 1),
+            "curriculum/drive_stage": float(stage is not self.curriculum.uniform),
+            "curriculum/level": float(self.curriculum.level),
+            **{f"curriculum/{k}": v for k, v in curriculum_stats.items()},
             **{f"prompts/{k}": v for k, v in self.prompt_stats.summary().items()},
             **{f"reward/{k}": v / rounds for k, v in reward_stats.items()},
         }
         return batch, problems, metrics
+
+    def _guide_groups(self, problems, arrays: dict, round_: int) -> dict[str, float]:
+        """Hints and replay for this round's groups that failed entirely (in place in `arrays`).
+
+        Rows put in from elsewhere are marked `behaviour` (their old log-probs
+        are the ones they were sampled with) and replayed rows carry their
+        `advantage_weight`. Returns counts for the curriculum metrics.
+        """
+        c = self.config.curriculum
+        g = self.group_size
+        stats: dict[str, float] = {}
+        if self.curriculum.replay is not None:
+            self._remember_correct(problems, arrays)
+        failed = self._failed(arrays)
+        stats["fail_groups"] = float(failed.sum())
+        if c.hints.enabled:
+            stats.update(self._hint_groups(problems, arrays, failed, round_))
+        if self.curriculum.replay is not None:
+            replayed = 0
+            for i in np.flatnonzero(self._failed(arrays)):
+                item = self.curriculum.replay.get(problems[i].uid)
+                if item is not None:
+                    self._put_row(arrays, i * g + g - 1, item, weight=c.replay.weight)
+                    replayed += 1
+            stats["replay_rows"] = float(replayed)
+            stats["replay_buffer"] = float(len(self.curriculum.replay))
+        return stats
+
+    def _failed(self, arrays) -> np.ndarray:
+        """[P] bool: groups with a scored sample and no correct one."""
+        correct = arrays["correct"].reshape(-1, self.group_size).astype(np.float64)
+        if "valid" in arrays:
+            correct = np.where(arrays["valid"].reshape(correct.shape), correct, np.nan)
+        scored = ~np.isnan(correct)
+        return scored.any(axis=1) & (np.nansum(correct, axis=1) == 0)
+
+    def _remember_correct(self, problems, arrays) -> None:
+        """Stores each prompt's first correct on-policy row of this round in the replay buffer."""
+        g = self.group_size
+        for i, problem in enumerate(problems):
+            rows = np.arange(i * g, (i + 1) * g)
+            good = rows[(arrays["correct"][rows] == 1) & ~arrays["behaviour"][rows]]
+            if good.size:
+                r, length = good[0], int(arrays["lengths"][good[0]])
+                self.curriculum.replay.add(
+                    problem.uid,
+                    arrays["tokens"][r, :length],
+                    arrays["rollout_logprobs"][r, :length],
+                    float(arrays["rewards"][r]),
+                )
+
+    def _put_row(self, arrays, r: int, item: dict, *, weight: float) -> None:
+        """Writes a stored rollout over row r of the batch."""
+        length = len(item["tokens"])
+        for key, value in (("tokens", self.tokenizer.pad_id), ("mask", 0), ("rollout_logprobs", 0)):
+            arrays[key][r] = value
+        arrays["tokens"][r, :length] = item["tokens"]
+        arrays["mask"][r, :length] = 1
+        arrays["rollout_logprobs"][r, :length] = item["logprobs"]
+        arrays["rewards"][r] = item["reward"]
+        arrays["correct"][r] = 1.0
+        arrays["lengths"][r] = length
+        arrays["truncated"][r] = False
+        arrays["behaviour"][r] = True
+        arrays["advantage_weight"][r] = weight
+        if "valid" in arrays:
+            arrays["valid"][r] = True
+        if "token_rewards" in arrays:  # no step rewards for a replayed row
+            arrays["token_rewards"][r] = 0.0
+
+    def _hint_groups(self, problems, arrays, failed, round_: int) -> dict[str, float]:
+        """Samples the failed groups again with a hint (Guide); their rows replace the failed ones."""
+        c = self.config.curriculum.hints
+        g = self.group_size
+        width = arrays["tokens"].shape[1]
+        picks = []
+        for i in np.flatnonzero(failed):
+            hint = self.curriculum.hint(problems[i])
+            # A prefix hint must leave the policy room in the completion budget.
+            while hint is not None and c.placement == "prefix":
+                if len(self.tokenizer.encode(hint[0])) < width:
+                    break
+                hint = self.curriculum.hint(problems[i], lines=hint[1] - 1)
+            if hint is not None:
+                picks.append((int(i), *hint))
+        if c.max_groups:
+            picks = picks[: c.max_groups]
+        if not picks:
+            return {"hint_groups": 0.0, "hint_signal_groups": 0.0}
+        chosen = [problems[i] for i, _, _ in picks]
+        if c.placement == "prefix":
+            hint_ids = [self.tokenizer.encode(text) for _, text, _ in picks]
+            ids = [encode_prompt(self.tokenizer, p) + h for p, h in zip(chosen, hint_ids)]
+        else:
+            hint_ids = [[] for _ in picks]
+            ids = [
+                encode_prompt(self.tokenizer, self.curriculum.context_prompt(p, text))
+                for p, (_, text, _) in zip(chosen, picks)
+            ]
+        # A power-of-two count of prompts: a bounded number of sampler shapes.
+        ids += [ids[-1]] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
+        length = sampling.bucket(max(len(x) for x in ids), sampling.DEFAULT_BUCKETS)
+        prompts = sampling.pad_prompts(ids, pad_id=self.tokenizer.pad_id, length=length)
+        self.counters["rollout_rows"] += len(ids) * g  # the padding rows are sampled too
+        out = parallel.gather_to_host(self._sample(prompts, self.next_key()))
+        sampled = {k: np.asarray(getattr(out, k)) for k in ("tokens", "logprobs", "mask")}
+        cut = truncated_rows(out, self.tokenizer.stop_ids)
+        rows = {
+            "tokens": np.full((len(picks) * g, width), self.tokenizer.pad_id, np.int32),
+            "rollout_logprobs": np.zeros((len(picks) * g, width), np.float32),
+            "mask": np.zeros((len(picks) * g, width), np.float32),
+            "lengths": np.zeros(len(picks) * g, np.int32),
+            "truncated": np.zeros(len(picks) * g, bool),
+        }
+        for j, hint in enumerate(hint_ids):
+            # The hint's tokens open the completion (behaviour log-prob 0: forced);
+            # the sample continues it within the same completion budget.
+            h, room = len(hint), width - len(hint)
+            for k in range(g):
+                src, dst = j * g + k, j * g + k
+                n = int(np.asarray(out.lengths)[src])
+                rows["tokens"][dst, :h] = hint
+                rows["mask"][dst, :h] = 1
+                rows["tokens"][dst, h:] = sampled["tokens"][src, :room]
+                rows["rollout_logprobs"][dst, h:] = sampled["logprobs"][src, :room]
+                rows["mask"][dst, h:] = sampled["mask"][src, :room]
+                rows["lengths"][dst] = h + min(n, room)
+                rows["truncated"][dst] = bool(cut[src]) or n > room
+        texts = decode_completions(self.tokenizer, rows["tokens"], rows["lengths"])
+        row_problems = [p for p in chosen for _ in range(g)]
+        scores, info = self.rewards(
+            row_problems,
+            texts,
+            lengths=rows["lengths"],
+            truncated=rows["truncated"],
+            tokens=rows["tokens"],
+            step=(self.step * self.config.curation.max_rounds + round_) * 2 + 1,
+        )
+        pass_rates = []
+        for j, (i, _, lines) in enumerate(picks):
+            src = slice(j * g, (j + 1) * g)
+            dst = slice(i * g, (i + 1) * g)
+            for key in ("tokens", "rollout_logprobs", "mask", "lengths", "truncated"):
+                arrays[key][dst] = rows[key][src]
+            arrays["rewards"][dst] = scores[src]
+            arrays["correct"][dst] = info["correct"][src]
+            arrays["behaviour"][dst] = True
+            if "valid" in arrays:
+                arrays["valid"][dst] = np.asarray(info["valid"], bool)[src]
+            if "token_rewards" in arrays:
+                arrays["token_rewards"][dst] = info["token_rewards"][src]
+            rate = float(np.mean(info["correct"][src]))
+            pass_rates.append(rate)
+            self.curriculum.record_hint(chosen[j], lines, rate)
+        rates = np.asarray(pass_rates)
+        return {
+            "hint_groups": float(len(picks)),
+            # Hinted groups with both outcomes: the ones that carry a gradient.
+            "hint_signal_groups": float(np.sum((rates > 0) & (rates < 1))),
+            "hint_pass_rate": float(np.mean(pass_rates)),
+            "hint_lines": float(np.mean([lines for _, _, lines in picks])),
+        }
 
     def _likelihood_rewards(self, prompt_tokens, prompt_mask, texts, problems, *, group=None):
         """{key: [B]} of the likelihood reward sources, or None when there are none.
@@ -567,6 +808,17 @@ class RLTrainer(Trainer):
             metrics["rollout/logp_gap_mean"] = agg.masked_mean(gap, mask)
             metrics["rollout/logp_gap_max"] = jnp.max(jnp.where(mask > 0, gap, 0.0))
             metrics["rollout/entropy"] = agg.masked_mean(entropy, mask)
+            if "behaviour" in batch and batch["behaviour"].any():
+                # Hinted and replayed rows: the ratio's denominator is the
+                # distribution they were sampled from (Guide's correction).
+                rows = jnp.asarray(batch["behaviour"])[:, None]
+                device["old_logprobs"] = jnp.where(rows, device["rollout_logprobs"], old_logprobs)
+                ratio = jnp.exp(old_logprobs - device["rollout_logprobs"])
+                on = mask * rows
+                metrics["curriculum/behaviour_rows"] = jnp.sum(rows)
+                metrics["curriculum/is_ratio_mean"] = agg.masked_mean(ratio, on)
+                metrics["curriculum/is_ratio_min"] = jnp.min(jnp.where(on > 0, ratio, jnp.inf))
+                metrics["curriculum/is_ratio_max"] = jnp.max(jnp.where(on > 0, ratio, 0.0))
         if self.use_kl:
             ref = lora.strip(params["policy"]) if self.lora else self.ref_params
             ref_logprobs, _ = self._chunked(self._ref_logprob_fn, ref, batch, keys)
@@ -604,6 +856,8 @@ class RLTrainer(Trainer):
             baseline_rewards=baseline,
             process_rewards=process_rewards,
         )
+        if "advantage_weight" in batch:  # replayed rows count with their weight
+            advantages = advantages * jnp.asarray(batch["advantage_weight"])[:, None]
         device["advantages"] = advantages
         if self.laser_token is not None:  # LaSeR fits its self-reward to the verifier
             device["verifier_rewards"] = jnp.asarray(batch["correct"], jnp.float32)

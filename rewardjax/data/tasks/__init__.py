@@ -11,6 +11,7 @@ from rewardjax.data.tasks.arithmetic_chain import ArithmeticChain
 from rewardjax.data.tasks.base import Grade, Problem, Task, problem_columns, split_of
 from rewardjax.data.tasks.code_functions import CodeFunctions
 from rewardjax.data.tasks.countdown import Countdown
+from rewardjax.data.tasks.judge import JudgeTask
 from rewardjax.data.tasks.long_addition import LongAddition
 from rewardjax.registry import TASKS
 
@@ -26,6 +27,7 @@ __all__ = [
     "CodeFunctions",
     "Countdown",
     "Grade",
+    "JudgeTask",
     "LongAddition",
     "Problem",
     "Task",
