@@ -2,6 +2,7 @@ r"""A generative judge of arithmetic-chain solutions: SFT on verdicts, then GRPO
 
   python -m experiments.train --config configs/judge_arithmetic.py:stage=sft --workdir /tmp/judge_sft
   python -m experiments.train --config configs/judge_arithmetic.py:stage=rl,model_path=/tmp/judge_sft/hf --workdir /tmp/judge_rl
+  python -m experiments.train --config configs/judge_arithmetic.py:stage=policy,model_path=/tmp/sft/hf,judge_path=/tmp/judge_rl/hf --workdir /tmp/judged
 
 The task is `judge` (rewardjax/data/tasks/judge.py): a problem of
 `arithmetic_chain` with a solution (half of them with a propagated wrong
@@ -10,16 +11,26 @@ the verdict the task's grader gives. stage=sft learns the target replies
 (rationale=True: the first wrong step written out, then `Verdict: Yes/No`);
 stage=rl is GRPO with the judge as the policy, rewarded 1 for a reply that
 parses strictly and gives the right verdict (RM-R1 / J1's recipe).
+stage=policy trains a policy on arithmetic_chain with the frozen judge as its
+only reward (`generative_judge_reward`: P("Yes") in one pass, or judge_mode=vote
+for K sampled verdicts); the task's checker is still logged, not rewarded.
 """
 
 from configs import common, grpo_arithmetic
 
-STAGES = ("sft", "rl")
+STAGES = ("sft", "rl", "policy")
 
 
 def get_config(arg=None):
     arg = common.parse_arg(
-        arg, runlocal=False, stage="sft", model_path="", kind="pointwise", rationale=False
+        arg,
+        runlocal=False,
+        stage="sft",
+        model_path="",
+        kind="pointwise",
+        rationale=False,
+        judge_path="",
+        judge_mode="p_yes",
     )
     if arg.stage not in STAGES:
         raise ValueError(f"stage={arg.stage!r}; known: {', '.join(STAGES)}")
@@ -41,6 +52,21 @@ def get_config(arg=None):
         c.eval.max_new_tokens = new_tokens
         return c
     c = grpo_arithmetic.get_config(f"runlocal={arg.runlocal},model_path={arg.model_path}")
+    if arg.stage == "policy":
+        # The judge replaces the checker as the reward (weight 0 keeps its accuracy in the logs).
+        c.rewards.sources = {
+            "task_correct": dict(weight=0.0, kwargs={}),
+            "generative_judge_reward": dict(
+                weight=1.0,
+                kwargs=dict(
+                    path=arg.judge_path,
+                    mode=arg.judge_mode,
+                    rationale=arg.rationale,
+                    max_new_tokens=new_tokens,
+                ),
+            ),
+        }
+        return c
     c.task = task
     c.rollout.max_new_tokens = new_tokens
     c.eval.max_new_tokens = new_tokens

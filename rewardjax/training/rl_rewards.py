@@ -49,6 +49,7 @@ import numpy as np
 
 from rewardjax import scoring  # noqa: F401  (registers MODEL_REWARDS)
 from rewardjax.data.tasks.base import Problem
+from rewardjax.judges import reward as _judge_reward  # noqa: F401  (generative_judge_reward)
 from rewardjax.registry import MODEL_REWARDS, REWARDS, bind, hyperparameters
 from rewardjax.rewards import shaping
 from rewardjax.rewards.base import plain_config, reward_info
