@@ -17,6 +17,8 @@ sampled rows (STEPS × 16 prompts × 8 samples; hint rollouts count):
             target 0.5, at most 4 groups per step) for all-fail groups
   priority  2 × 16 candidates per step, the 16 of highest p(1 − p) by their
             recorded pass rate kept (unseen: 0.25)
+  drive_g16 (not run by default) DRIVE with G = 16 in stage 2 (8 prompts per
+            step): does stage 2's damage follow how few prompts a step holds?
 
 Each arm is evaluated on 200 held-out problems × 8 samples (temperature 1):
 pass@1 overall and on the hard subset; gains over uniform are paired by seed,
@@ -49,7 +51,7 @@ _SCALE = flags.DEFINE_float("scale", 1.0, "Multiplies steps and sizes (0.05 for 
 _ARMS = flags.DEFINE_list("arms", ["uniform", "drive", "hints", "priority"], "Arms to run.")
 _FRESH = flags.DEFINE_bool("fresh", False, "Delete the workdir first (else reuse finished stages).")
 
-ARMS = ("uniform", "drive", "hints", "priority")
+ARMS = ("uniform", "drive", "hints", "priority", "drive_g16")
 TASK = dict(num_steps=(2, 6), max_operand=9)
 HARD_STEPS = 5  # chains of at least this many operations form the hard subset
 MAX_NEW_TOKENS = 64
@@ -82,7 +84,8 @@ def rl_config(arm: str, sft_hf: str, seed: int):
 
     if arm not in ARMS:
         raise ValueError(f"unknown arm {arm!r}; known: {', '.join(ARMS)}")
-    c = grpo_curriculum.get_config(f"model_path={sft_hf},curriculum={arm}")
+    rule = "drive" if arm.startswith("drive") else arm
+    c = grpo_curriculum.get_config(f"model_path={sft_hf},curriculum={rule}")
     assert dict(c.task.kwargs) == TASK and c.rollout.max_new_tokens == MAX_NEW_TOKENS
     c.seed = seed
     c.task.pool_size = _size(POOL, 16)
@@ -93,9 +96,11 @@ def rl_config(arm: str, sft_hf: str, seed: int):
     c.checkpoint.every = 0
     c.export_hf = False
     c.log.samples_every = 0
-    if arm == "drive":  # stage 2 for the second half of the budget
+    if rule == "drive":  # stage 2 for the second half of the budget
         c.curriculum.drive.switch_step = stages.scaled_steps(STEPS, _SCALE.value) // 2
         assert c.curriculum.drive.group_size == DRIVE_GROUP
+        if arm == "drive_g16":  # a diagnostic: stage 2 with G = 16 (8 prompts per step)
+            c.curriculum.drive.group_size = 16
     return c
 
 

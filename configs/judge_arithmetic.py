@@ -7,7 +7,8 @@ r"""A generative judge of arithmetic-chain solutions: SFT on verdicts, then GRPO
 The task is `judge` (rewardjax/data/tasks/judge.py): a problem of
 `arithmetic_chain` with a solution (half of them with a propagated wrong
 step) or, with kind=pairwise, a correct and a wrong solution; the answer is
-the verdict the task's grader gives. stage=sft learns the target replies
+the verdict the task's grader gives (kind=stepwise: a verdict per solution
+line, ThinkPRM / GenPRM style). stage=sft learns the target replies
 (rationale=True: the first wrong step written out, then `Verdict: Yes/No`);
 stage=rl is GRPO with the judge as the policy, rewarded 1 for a reply that
 parses strictly and gives the right verdict (RM-R1 / J1's recipe).
@@ -31,6 +32,7 @@ def get_config(arg=None):
         rationale=False,
         judge_path="",
         judge_mode="p_yes",
+        master_keys=0.0,
     )
     if arg.stage not in STAGES:
         raise ValueError(f"stage={arg.stage!r}; known: {', '.join(STAGES)}")
@@ -41,9 +43,16 @@ def get_config(arg=None):
         kind=arg.kind,
         rationale=arg.rationale,
         error_rate=0.5,
+        # Share of judge problems whose solution is a master key (verdict No): the
+        # augmentation against answers that fool judges.
+        master_keys=arg.master_keys,
     )
-    # Replies: a verdict word, or a one-line rationale and a verdict line.
-    new_tokens = 64 if arg.rationale else 8
+    # Replies: a verdict word, or a one-line rationale and a verdict line;
+    # stepwise: a verdict line per solution line (each after a note with rationale).
+    if arg.kind == "stepwise":
+        new_tokens = 256 if arg.rationale else 96
+    else:
+        new_tokens = 64 if arg.rationale else 8
     if arg.stage == "sft":
         c = common.sft_base(runlocal=arg.runlocal)
         c.model.path = arg.model_path

@@ -83,8 +83,50 @@ def test_demonstration_error_rate_flips_the_verdict():
     assert not judge.grade(p, flipped).correct
 
 
+@pytest.mark.parametrize("rationale", [False, True])
+def test_stepwise_labels_are_the_inner_graders_step_labels(rationale):
+    judge = _judge(kind="stepwise", rationale=rationale)
+    seen_wrong = 0
+    for i in range(30):
+        p = judge.problem(i)
+        inner = judge.inner.from_fields(p.fields["inner"])
+        grade = judge.inner.grade(inner, p.fields["solution"])
+        assert p.fields["labels"] == list(grade.step_correct)
+        verdict = formats.parse_stepwise(p.reference_completion, rationale=rationale)
+        assert verdict.ok and list(verdict.step_labels) == list(grade.step_correct)
+        assert verdict.first_error == grade.first_error
+        assert judge.grade(p, p.reference_completion).correct
+        seen_wrong += grade.first_error is not None
+        # One label flipped: well formed, not correct.
+        flipped = judge.demonstration(p, np.random.default_rng(i), error_rate=1.0)
+        g = judge.grade(p, flipped)
+        assert g.well_formed and not g.correct
+    assert 5 <= seen_wrong <= 25
+    assert judge.from_fields(p.fields) == p
+
+
+def test_master_key_augmentation_adds_no_verdicts_on_keys():
+    from rewardjax.judges.robustness import master_keys
+
+    judge = _judge(master_keys=0.5)
+    keyed = []
+    for i in range(40):
+        p = judge.problem(i)
+        inner = judge.inner.from_fields(p.fields["inner"])
+        if p.fields["solution"] in master_keys(inner).values():
+            keyed.append(p.answer)
+    assert 8 <= len(keyed) <= 32 and set(keyed) == {"No"}
+    plain = _judge()  # without the switch no solution is a key
+    assert not any(
+        plain.problem(i).fields["solution"] in master_keys(plain.inner.problem(i)).values()
+        for i in range(40)
+    )
+
+
 def test_bad_judge_settings_are_errors():
     with pytest.raises(ValueError, match="kind"):
-        _judge(kind="stepwise")
+        _judge(kind="listwise")
     with pytest.raises(ValueError, match="error_rate"):
         _judge(error_rate=1.5)
+    with pytest.raises(ValueError, match="master_keys"):
+        _judge(kind="pairwise", master_keys=0.1)
