@@ -194,6 +194,21 @@ def aggregate(per_seed: dict[str, list]) -> dict:
     return out
 
 
+def named_figures(per_seed: dict[str, list]) -> dict:
+    """The issue's names for the headline figures (means over seeds, as in the aggregate)."""
+    out = {}
+    if "hints_fail_group_signal_frac" in per_seed:
+        out["hints_signal_fraction_all_fail"] = float(
+            np.mean([x for x in per_seed["hints_fail_group_signal_frac"] if x is not None])
+        )
+    for name, arm in (("oversampling_zero_variance_frac", "priority"), ("_without", "uniform")):
+        key = f"{arm}_zero_variance_group_frac"
+        if key in per_seed:
+            name = "oversampling_zero_variance_frac" + ("" if arm == "priority" else name)
+            out[name] = float(np.mean(per_seed[key]))
+    return out
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -222,7 +237,7 @@ def main(argv):
                     continue
                 for key in GAINS:
                     gain = results[arm][key] - results["uniform"][key]
-                    per_seed.setdefault(f"{arm}_{key}_gain_vs_uniform", []).append(gain)
+                    per_seed.setdefault(f"{arm}_{key}_gain", []).append(gain)
     result = {
         "bench": "curricula",
         "seeds": seeds,
@@ -232,6 +247,7 @@ def main(argv):
         "row_budget": stages.scaled_steps(STEPS, _SCALE.value) * PROMPTS * GROUP,
         "sft_pass_at_1": sft_eval.get("pass@1"),
         **aggregate(per_seed),
+        **named_figures(per_seed),
         "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
         "wall_s": round(time.time() - start, 1),
         "load_avg_start": load_start,

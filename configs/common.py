@@ -264,7 +264,8 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
         # the target pass rate), at most max_groups groups per step (0: any). The
         # hint opens the completion ("prefix") or joins the prompt ("context",
         # written by template); the update's ratio is taken against the hinted
-        # sampling distribution.
+        # sampling distribution. A prompt without reference lines (a prompt
+        # file's row) is not hinted; the count is logged (hint_unavailable_groups).
         hints=dict(
             enabled=False,
             placement="prefix",
@@ -275,7 +276,7 @@ def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
         ),
         # The newest correct rollout of each prompt (at most capacity prompts)
         # replaces the last row of a later group of that prompt that fails
-        # entirely; its advantage is scaled by weight.
+        # entirely; its advantage is scaled by weight (in (0, 1]).
         replay=dict(enabled=False, capacity=256, weight=1.0),
     )
     c.updates = dict(

@@ -202,8 +202,8 @@ def check_curriculum_config(cfg, *, rows: int, group_size: int, prompt_group: in
         if group_size < 2:
             raise ValueError("curriculum.hints re-samples all-fail groups: needs group_size >= 2")
     if cfg.replay.enabled:
-        if cfg.replay.weight <= 0:
-            raise ValueError(f"curriculum.replay.weight={cfg.replay.weight} must be > 0")
+        if not 0.0 < cfg.replay.weight <= 1.0:
+            raise ValueError(f"curriculum.replay.weight={cfg.replay.weight} must be in (0, 1]")
         if group_size < 2:
             raise ValueError("curriculum.replay puts a row into a failed group: group_size >= 2")
 

@@ -616,9 +616,11 @@ class RLTrainer(Trainer):
         c = self.config.curriculum.hints
         g = self.group_size
         width = arrays["tokens"].shape[1]
-        picks = []
+        picks, unavailable = [], 0
         for i in np.flatnonzero(failed):
             hint = self.curriculum.hint(problems[i])
+            # A prompt without reference lines (a prompt file's row) gets no hint: counted.
+            unavailable += hint is None
             # A prefix hint must leave the policy room in the completion budget.
             while hint is not None and c.placement == "prefix":
                 if len(self.tokenizer.encode(hint[0])) < width:
@@ -629,7 +631,11 @@ class RLTrainer(Trainer):
         if c.max_groups:
             picks = picks[: c.max_groups]
         if not picks:
-            return {"hint_groups": 0.0, "hint_signal_groups": 0.0}
+            return {
+                "hint_groups": 0.0,
+                "hint_signal_groups": 0.0,
+                "hint_unavailable_groups": float(unavailable),
+            }
         chosen = [problems[i] for i, _, _ in picks]
         if c.placement == "prefix":
             hint_ids = [self.tokenizer.encode(text) for _, text, _ in picks]
@@ -698,6 +704,7 @@ class RLTrainer(Trainer):
         rates = np.asarray(pass_rates)
         return {
             "hint_groups": float(len(picks)),
+            "hint_unavailable_groups": float(unavailable),
             # Hinted groups with both outcomes: the ones that carry a gradient.
             "hint_signal_groups": float(np.sum((rates > 0) & (rates < 1))),
             "hint_pass_rate": float(np.mean(pass_rates)),

@@ -263,6 +263,7 @@ _DRIVE = {"drive.enabled": True, "drive.switch_step": 2, "drive.group_size": 8}
         ({"hints.enabled": True, "hints.target": 1.0}, r"curriculum.hints needs 0 < target"),
         ({"hints.enabled": True, "hints.init_steps": 0}, r"curriculum.hints.*init_steps"),
         ({"replay.enabled": True, "replay.weight": 0.0}, r"replay.weight=0.0"),
+        ({"replay.enabled": True, "replay.weight": 1.5}, r"replay.weight=1.5"),
     ],
 )
 def test_bad_curriculum_settings_are_errors_naming_the_key(overrides, match):
@@ -599,6 +600,19 @@ def test_trainer_prefix_hint_longer_than_the_budget_is_shortened(guided_trainer)
         for r in range(i * g, (i + 1) * g):
             assert arrays["tokens"][r, : len(ids)].tolist() == ids
             assert arrays["lengths"][r] <= width
+
+
+def test_trainer_counts_failed_groups_without_a_reference_to_hint(guided_trainer):
+    import dataclasses
+
+    trainer = guided_trainer
+    batch, problems, _ = trainer.collect()
+    arrays = {k: np.array(v) for k, v in batch.items()}
+    before = arrays["tokens"].copy()
+    bare = [dataclasses.replace(p, steps=[]) for p in problems]  # e.g. a prompt file's rows
+    stats = trainer._hint_groups(bare, arrays, np.array([True, True, False, True]), 1)
+    assert stats["hint_groups"] == 0.0 and stats["hint_unavailable_groups"] == 3.0
+    np.testing.assert_array_equal(arrays["tokens"], before)  # nothing was resampled
 
 
 def _trainer_config(**overrides) -> ml_collections.ConfigDict:
