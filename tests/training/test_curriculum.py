@@ -602,6 +602,57 @@ def test_trainer_prefix_hint_longer_than_the_budget_is_shortened(guided_trainer)
             assert arrays["lengths"][r] <= width
 
 
+def test_trainer_context_hints_train_the_completion_for_the_unhinted_prompt(tmp_path):
+    from rewardjax.training.curriculum import hint_text
+    from rewardjax.training.rollout import encode_prompts
+
+    c = _trainer_config(
+        **{
+            "curriculum.hints.enabled": True,
+            "curriculum.hints.placement": "context",
+            "curriculum.hints.max_groups": 2,
+        }
+    )
+    trainer = rl.RLTrainer(c, str(tmp_path))
+    calls = []
+    sample = trainer._sample
+
+    def spy(prompts, rng, **kw):
+        out = sample(prompts, rng, **kw)
+        calls.append((np.asarray(prompts[0]), np.asarray(prompts[1]), out))
+        return out
+
+    trainer._sample = spy
+    batch, problems, metrics = trainer.collect()
+    assert metrics["curriculum/hint_groups"] == 2.0 and len(calls) == 2
+    g = trainer.group_size
+    # The second sampler call saw the prompts with the hint written in.
+    tokens, mask, out = calls[1]
+    for j in range(2):
+        seen = trainer.tokenizer.decode(tokens[j][mask[j] > 0].tolist())
+        hint = hint_text(problems[j], 1).strip()
+        assert seen == problems[j].prompt + f"Hint: {hint}\n"
+    # The batch trains those completions for the prompt without the hint ...
+    unhinted, _ = encode_prompts(trainer.tokenizer, problems)
+    width = batch["prompt_tokens"].shape[1]
+    np.testing.assert_array_equal(batch["prompt_tokens"][::g], unhinted[:, -width:])
+    # ... and takes the ratio against the hinted sampler's log-probs.
+    np.testing.assert_array_equal(batch["tokens"][: 2 * g], np.asarray(out.tokens)[: 2 * g])
+    np.testing.assert_array_equal(
+        batch["rollout_logprobs"][: 2 * g], np.asarray(out.logprobs)[: 2 * g]
+    )
+    device, _ = trainer.prepare(batch)
+    old = np.asarray(device["old_logprobs"])
+    np.testing.assert_array_equal(old[: 2 * g], batch["rollout_logprobs"][: 2 * g])
+    keys = ("prompt_tokens", "prompt_mask", "tokens", "mask")
+    unhinted_lp, _ = trainer._chunked(
+        trainer._logprob_fn, trainer.state.params["policy"], batch, keys
+    )
+    on = batch["mask"][: 2 * g] > 0
+    gap = np.abs(np.asarray(unhinted_lp)[: 2 * g] - old[: 2 * g])[on]
+    assert gap.max() > 1e-3  # the two contexts give different log-probs
+
+
 def test_trainer_counts_failed_groups_without_a_reference_to_hint(guided_trainer):
     import dataclasses
 
