@@ -63,6 +63,13 @@ def verdict_token_ids(tokenizer: Tokenizer, words: Sequence[str]) -> tuple[int, 
         encoded = tokenizer.encode(word)
         if not encoded:
             raise ValueError(f"verdict word {word!r} encodes to no tokens")
+        # A tokenizer without the word's first piece maps it to an unknown token.
+        piece = tokenizer.decode([encoded[0]])
+        if not piece or not word.startswith(piece):
+            raise ValueError(
+                f"tokenizer {getattr(tokenizer, 'source', tokenizer)!r} has no token for the "
+                f"start of verdict word {word!r} (its first id {encoded[0]} decodes to {piece!r})"
+            )
         ids.append(encoded[0])
     if len(set(ids)) != len(ids):
         raise ValueError(
@@ -125,6 +132,19 @@ def encode_judge_prompts(
     return sampling.pad_prompts(ids, pad_id=tokenizer.pad_id, length=length)
 
 
+def _check_fits(config: ModelConfig, mask: np.ndarray, extra: int, what: str) -> None:
+    """Judge prompts (+ `extra` reply tokens) must fit the judge's positions: an error naming one."""
+    lengths = np.asarray(mask).sum(-1)
+    worst = int(np.argmax(lengths))
+    if int(lengths[worst]) + extra > config.max_position_embeddings:
+        raise ValueError(
+            f"{what}: judge prompt {worst} has {int(lengths[worst])} tokens"
+            + (f" + {extra} reply tokens" if extra else "")
+            + f", more than the judge's {config.max_position_embeddings} positions; shorten "
+            "the problem or solution, or use a judge with a longer context"
+        )
+
+
 def verdict_probabilities(
     config: ModelConfig,
     params,
@@ -143,6 +163,7 @@ def verdict_probabilities(
     """
     ids = jnp.asarray(verdict_token_ids(tokenizer, words), jnp.int32)
     tokens, mask = encode_judge_prompts(tokenizer, prompts, prefixes=prefixes)
+    _check_fits(config, mask, 0, "verdict_probabilities")
     logprobs = verdict_logprobs(params, tokens, mask, ids, config=config, impl=impl)
     probs = jax.nn.softmax(logprobs, axis=-1)
     mass = jnp.exp(jax.nn.logsumexp(logprobs, axis=-1))
@@ -192,6 +213,7 @@ def sample_verdicts(
     strict parser fails it unless it is already complete).
     """
     tokens, mask = encode_judge_prompts(tokenizer, prompts)
+    _check_fits(config, mask, max_new_tokens, "sample_verdicts")
     out = sampling.generate(
         config,
         params,

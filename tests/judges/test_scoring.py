@@ -139,3 +139,32 @@ def test_round_robin_hand_case_and_sum():
 def test_reference_scores_both_orders():
     r = scoring.reference_scores(np.array([1.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0]))
     np.testing.assert_allclose(r, [1.0, 0.0, 0.5])
+
+
+def test_a_judge_prompt_longer_than_the_context_is_an_error_naming_it(tiny):
+    config, params = tiny
+    long_solution = "1+1=2\n" * (config.max_position_embeddings // 6 + 1)
+    prompts = [
+        pointwise_prompt("Q: 1+2\n", "1+2=3\nA: 3"),
+        pointwise_prompt("Q: 1+1\n", long_solution),
+    ]
+    with pytest.raises(ValueError, match="judge prompt 1 has .* positions"):
+        scoring.p_yes(config, params, TOK, prompts)
+    with pytest.raises(ValueError, match="reply tokens"):
+        scoring.sample_verdicts(
+            config, params, TOK, prompts[:1] * 2, parse=parse_pointwise,
+            rng=jax.random.key(0), num_samples=1,
+            max_new_tokens=config.max_position_embeddings,
+        )  # fmt: skip
+
+
+class _UnknownWords(CharTokenizer):
+    """A tokenizer that maps 'Y' to an unknown id (decodes to nothing)."""
+
+    def encode(self, text, *, add_bos=False):
+        return [self.pad_id if c == "Y" else t for c, t in zip(text, super().encode(text))]
+
+
+def test_verdict_words_the_tokenizer_lacks_are_an_error():
+    with pytest.raises(ValueError, match="no token for the start of verdict word 'Yes'"):
+        scoring.verdict_token_ids(_UnknownWords(), ("Yes", "No"))
