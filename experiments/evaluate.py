@@ -9,6 +9,8 @@ r"""Evaluate reward models, PRMs and policies on held-out data, and test-time se
   # Test-time selection: accuracy vs N = 1..64 for each rule, next to pass@N
   python -m experiments.evaluate --policy=/tmp/sft/hf --orm=/tmp/rm/hf --prm=/tmp/prm/hf \
       --metrics=selection --num_problems=100 --max_n=64
+  # ... with a generative judge's P(Yes) as the selector (bon_judge, weighted_majority_vote_judge)
+  python -m experiments.evaluate --policy=/tmp/sft/hf --judge=/tmp/judge/hf --metrics=selection
   # Test-time search: accuracy against generated tokens and FLOPs, a table and a PNG
   python -m experiments.evaluate --policy=/tmp/sft/hf --prm=/tmp/prm/hf --metrics=search \
       --num_problems=100 --max_n=16 --search_beams=1x4,2x4,4x4 --search_plot=/tmp/search.png
@@ -58,6 +60,9 @@ _ENSEMBLE = flags.DEFINE_enum(
 _STD_COEF = flags.DEFINE_float("std_coef", 1.0, "λ of mean − λ·std.")
 _PRM = flags.DEFINE_string("prm", "", "PRM directory (head 'prm').")
 _IMPLICIT = flags.DEFINE_string("implicit_prm", "", "Implicit PRM directory (a causal LM).")
+_JUDGE = flags.DEFINE_string(
+    "judge", "", "Generative judge directory: its P(Yes) selects among --policy's samples."
+)
 _REFERENCE = flags.DEFINE_string("reference", "", "π_ref directory of the implicit PRM.")
 _BETA = flags.DEFINE_float("beta", 0.05, "β the implicit PRM was trained with.")
 _POLICY = flags.DEFINE_string("policy", "", "Policy directory, for pass_at_k and selection.")
@@ -184,6 +189,7 @@ def main(argv):
         reference=_REFERENCE.value,
         beta=_BETA.value,
         policy_path=_POLICY.value,
+        judge_path=_JUDGE.value,
         tokenizer=_TOKENIZER.value,
         metrics=_METRICS.value,
         task_name=_TASK.value,

@@ -49,6 +49,7 @@ import numpy as np
 from rewardjax import models, scoring
 from rewardjax.evaluation import benchmarks, scorers
 from rewardjax.inference import format_accuracy_table
+from rewardjax.judges.reward import load_judge
 from rewardjax.registry import TASKS
 from rewardjax.tokenizers import PromptFormat, load_tokenizer
 from rewardjax.training.kinds.data import load_records
@@ -109,6 +110,7 @@ def evaluate_checkpoints(
     reference: str = "",
     beta: float = 0.05,
     policy_path: str = "",
+    judge_path: str = "",
     tokenizer: str = "char",
     metrics: Sequence[str] = (),
     task_name: str = "arithmetic_chain",
@@ -146,6 +148,9 @@ def evaluate_checkpoints(
       implicit_path, reference, beta: an implicit PRM (a causal LM), its π_ref
         directory and the β it was trained with.
       policy_path: a policy directory, sampled for pass_at_k and selection.
+      judge_path: a generative judge (`rewardjax.judges`): its P("Yes") selects
+        among the policy's samples in `selection` (bon_judge,
+        weighted_majority_vote_judge).
       tokenizer: a tokenizer spec; empty: each model directory's own.
       metrics: names from `CHECKPOINT_METRICS` (empty: every one that applies).
       task_name, task_kwargs: the registered procedural task of generated
@@ -207,6 +212,8 @@ def evaluate_checkpoints(
     unknown = [m for m in wanted if m not in CHECKPOINT_METRICS]
     if unknown:
         raise ValueError(f"--metrics: unknown {unknown}; known: {', '.join(CHECKPOINT_METRICS)}")
+    if judge_path and not policy_path:
+        raise ValueError("--judge selects among a policy's samples: give --policy too")
     if not (orm_paths or prm_path or implicit_path or policy_path):
         raise ValueError("nothing to evaluate: give --orm, --prm, --implicit_prm and/or --policy")
     task = TASKS.get(task_name)(**dict(task_kwargs or {}))
@@ -335,6 +342,11 @@ def evaluate_checkpoints(
                 candidates,
                 orm=orm,
                 prm=prm if prm is not None else implicit,
+                judge=(
+                    load_judge(judge_path, tokenizer=tok(judge_path), batch_size=batch_size)
+                    if judge_path
+                    else None
+                ),
                 confidence=_confidence(
                     (search or {}).get("confidence"), config, params, policy_tok
                 ),

@@ -168,6 +168,7 @@ def selection_curves(
     *,
     orm=None,
     prm=None,
+    judge=None,
     confidence=None,
     ns: Sequence[int] | None = None,
     num_subsets: int = 100,
@@ -187,6 +188,9 @@ def selection_curves(
         (`sample_and_grade`): texts, answers and correctness.
       orm: optional scorer with `scores(prompts, completions)`.
       prm: optional scorer with `step_scores(prompts, steps)`.
+      judge: optional generative judge with `scores(prompts, completions)` in
+        [0, 1] (P("Yes"), `rewardjax.judges.reward.load_judge`): rules
+        bon_judge and weighted_majority_vote_judge.
       confidence: the weights of `confidence_weighted_vote`: "stated" (each
         completion's "<confidence>q</confidence>", RLCR), a self-scorer with
         `scores(prompts, completions)` (`LastTokenSelfScorer`, LaSeR), or None.
@@ -208,7 +212,7 @@ def selection_curves(
     confidences = self_confidences(confidence, prompts, texts)
     if confidences is not None:
         confidences = [confidences[i * n : (i + 1) * n] for i in range(len(problems))]
-    return accuracy_vs_n(
+    curves = accuracy_vs_n(
         candidates.answers,
         candidates.correct,
         orm_scores=orm_scores,
@@ -218,3 +222,18 @@ def selection_curves(
         num_subsets=num_subsets,
         seed=seed,
     )
+    if judge is not None:
+        # The judge's P("Yes") in the ORM's place: the same subsets (same seed).
+        judged = np.asarray(judge.scores(prompts, texts), np.float64).reshape(len(problems), n)
+        extra = accuracy_vs_n(
+            candidates.answers,
+            candidates.correct,
+            orm_scores=judged,
+            prm_aggregations=(),
+            ns=ns,
+            num_subsets=num_subsets,
+            seed=seed,
+        )
+        curves["bon_judge"] = extra["bon_orm"]
+        curves["weighted_majority_vote_judge"] = extra["weighted_majority_vote_orm"]
+    return curves

@@ -70,6 +70,10 @@ class GenerativeJudgeSource(ModelRewardSource):
             chunk = list(prompts[start : start + self.batch_size])
             yield chunk + [chunk[-1]] * (self.batch_size - len(chunk)), len(chunk)
 
+    def scores(self, prompts: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        """[B] judge scores in [0, 1] (the scorer interface of test-time selection)."""
+        return self(prompts, completions)[0]
+
     def __call__(self, prompts, completions, *, tokens=None, lengths=None, problems=None):
         start = time.perf_counter()
         judge_prompts = [
@@ -144,12 +148,41 @@ def generative_judge_reward(
       seed: the vote sampler's PRNG seed.
       policy_tokenizer: supplied by the reward computer.
     """
+    return load_judge(
+        path,
+        tokenizer=tokenizer or policy_tokenizer,
+        mode=mode,
+        rationale=rationale,
+        num_samples=num_samples,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        aggregation=aggregation,
+        on_failure=on_failure,
+        batch_size=batch_size,
+        seed=seed,
+    )
+
+
+def load_judge(
+    path: str,
+    *,
+    tokenizer: str | Tokenizer | None = None,
+    mode: str = "p_yes",
+    rationale: bool = False,
+    num_samples: int = 4,
+    max_new_tokens: int = 8,
+    temperature: float = 1.0,
+    aggregation: str = "mean",
+    on_failure: str | float = "zero",
+    batch_size: int = 64,
+    seed: int = 0,
+) -> GenerativeJudgeSource:
+    """A judge from its exported directory (`tokenizer`: a spec or object; None: its own)."""
     config, params = load_scorer_params(path, head="lm")
-    tok = load_scorer_tokenizer(tokenizer or policy_tokenizer, path)
     return GenerativeJudgeSource(
         config,
         params,
-        tok,
+        load_scorer_tokenizer(tokenizer, path),
         mode=mode,
         rationale=rationale,
         num_samples=num_samples,

@@ -246,3 +246,45 @@ def test_pass_at_k_on_a_problem_file(checkpoints):
             problems_reader="rewardbench",
             metrics=["pass_at_k"],
         )
+
+
+def test_a_generative_judge_selects_among_the_policys_samples(checkpoints):
+    from rewardjax.evaluation import scorers
+    from rewardjax.training.rollout import EvalResult
+
+    # An oracle judge (P(Yes) = correctness) picks a correct sample whenever one is
+    # among the N: best-of-N with it is pass@N, on every subset (C(4, N) <= 100).
+    correct = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [1, 1, 0, 1]], np.float32)
+    answers = [[str(int(c)) if c else str(9 - j) for j, c in enumerate(row)] for row in correct]
+    texts = [[f"A: {a}" for a in row] for row in answers]
+    candidates = EvalResult(
+        correct, answers, np.ones((3, 4), np.int32), np.zeros((3, 4), bool), texts
+    )
+    truth = {t: c for row_t, row_c in zip(texts, correct) for t, c in zip(row_t, row_c)}
+
+    class Oracle:
+        def scores(self, prompts, completions):
+            return np.array([truth[c] for c in completions])
+
+    problems = [type("P", (), {"prompt": f"Q{i}\n"})() for i in range(3)]
+    curves = scorers.selection_curves(problems, candidates, judge=Oracle(), ns=(1, 2, 4))
+    for n in (1, 2, 4):
+        assert curves["bon_judge"][n] == pytest.approx(curves["pass_at_n"][n])
+    assert set(curves["weighted_majority_vote_judge"]) == {1, 2, 4}
+
+    # Through the evaluator: a (random) judge checkpoint adds its rules to the curves.
+    result = evaluate_checkpoints(
+        policy_path=checkpoints["lm"],
+        judge_path=checkpoints["lm"],
+        metrics=["selection"],
+        task_kwargs=TASK,
+        num_problems=3,
+        max_n=2,
+        num_subsets=2,
+        max_new_tokens=16,
+    )
+    selection = result["selection"]
+    assert {"bon_judge", "weighted_majority_vote_judge"} <= set(selection)
+    assert all(selection["bon_judge"][n] <= selection["pass_at_n"][n] + 1e-9 for n in (1, 2))
+    with pytest.raises(ValueError, match="--judge selects among a policy's samples"):
+        evaluate_checkpoints(judge_path=checkpoints["lm"], metrics=["selection"])
