@@ -30,6 +30,7 @@ from rewardjax.objectives.advantages import outcome_to_token_rewards, zero_varia
 from rewardjax.objectives.kl import kl_in_reward
 from rewardjax.registry import KL_ESTIMATORS
 from rewardjax.rewards.likelihood import forced_answer_inputs
+from rewardjax.training import guidance
 from rewardjax.training.config_checks import ConfigError
 from rewardjax.training.curriculum import Curriculum, group_signal, top_groups
 from rewardjax.training.loop import Trainer, finite_or_none
@@ -45,7 +46,6 @@ from rewardjax.training.rl_loss import (
 from rewardjax.training.rl_rewards import RewardComputer
 from rewardjax.training.rollout import (
     decode_completions,
-    encode_prompt,
     encode_prompts,
     evaluate_policy,
     truncated_rows,
@@ -547,169 +547,77 @@ class RLTrainer(Trainer):
 
         Rows put in from elsewhere are marked `behaviour` (their old log-probs
         are the ones they were sampled with) and replayed rows carry their
-        `advantage_weight`. Returns counts for the curriculum metrics.
+        `advantage_weight` (guidance.py). Returns counts for the curriculum metrics.
         """
         c = self.config.curriculum
         g = self.group_size
+        replay = self.curriculum.replay
         stats: dict[str, float] = {}
-        if self.curriculum.replay is not None:
-            self._remember_correct(problems, arrays)
-        failed = self._failed(arrays)
+        if replay is not None:
+            guidance.remember_correct(replay, problems, arrays, g)
+        failed = guidance.failed_groups(arrays, g)
         stats["fail_groups"] = float(failed.sum())
         if c.hints.enabled:
             stats.update(self._hint_groups(problems, arrays, failed, round_))
-        if self.curriculum.replay is not None:
+        if replay is not None:
             replayed = 0
-            for i in np.flatnonzero(self._failed(arrays)):
-                item = self.curriculum.replay.get(problems[i].uid)
+            for i in np.flatnonzero(guidance.failed_groups(arrays, g)):
+                item = replay.get(problems[i].uid)
                 if item is not None:
-                    self._put_row(arrays, i * g + g - 1, item, weight=c.replay.weight)
+                    guidance.put_row(
+                        arrays,
+                        i * g + g - 1,
+                        item,
+                        weight=c.replay.weight,
+                        pad_id=self.tokenizer.pad_id,
+                    )
                     replayed += 1
             stats["replay_rows"] = float(replayed)
-            stats["replay_buffer"] = float(len(self.curriculum.replay))
+            stats["replay_buffer"] = float(len(replay))
         return stats
-
-    def _failed(self, arrays) -> np.ndarray:
-        """[P] bool: groups with a scored sample and no correct one."""
-        correct = arrays["correct"].reshape(-1, self.group_size).astype(np.float64)
-        if "valid" in arrays:
-            correct = np.where(arrays["valid"].reshape(correct.shape), correct, np.nan)
-        scored = ~np.isnan(correct)
-        return scored.any(axis=1) & (np.nansum(correct, axis=1) == 0)
-
-    def _remember_correct(self, problems, arrays) -> None:
-        """Stores each prompt's first correct on-policy row of this round in the replay buffer."""
-        g = self.group_size
-        for i, problem in enumerate(problems):
-            rows = np.arange(i * g, (i + 1) * g)
-            good = rows[(arrays["correct"][rows] == 1) & ~arrays["behaviour"][rows]]
-            if good.size:
-                r, length = good[0], int(arrays["lengths"][good[0]])
-                self.curriculum.replay.add(
-                    problem.uid,
-                    arrays["tokens"][r, :length],
-                    arrays["rollout_logprobs"][r, :length],
-                    float(arrays["rewards"][r]),
-                )
-
-    def _put_row(self, arrays, r: int, item: dict, *, weight: float) -> None:
-        """Writes a stored rollout over row r of the batch."""
-        length = len(item["tokens"])
-        for key, value in (("tokens", self.tokenizer.pad_id), ("mask", 0), ("rollout_logprobs", 0)):
-            arrays[key][r] = value
-        arrays["tokens"][r, :length] = item["tokens"]
-        arrays["mask"][r, :length] = 1
-        arrays["rollout_logprobs"][r, :length] = item["logprobs"]
-        arrays["rewards"][r] = item["reward"]
-        arrays["correct"][r] = 1.0
-        arrays["lengths"][r] = length
-        arrays["truncated"][r] = False
-        arrays["behaviour"][r] = True
-        arrays["advantage_weight"][r] = weight
-        if "valid" in arrays:
-            arrays["valid"][r] = True
-        if "token_rewards" in arrays:  # no step rewards for a replayed row
-            arrays["token_rewards"][r] = 0.0
 
     def _hint_groups(self, problems, arrays, failed, round_: int) -> dict[str, float]:
         """Samples the failed groups again with a hint (Guide); their rows replace the failed ones."""
         c = self.config.curriculum.hints
-        g = self.group_size
-        width = arrays["tokens"].shape[1]
-        picks, unavailable = [], 0
-        for i in np.flatnonzero(failed):
-            hint = self.curriculum.hint(problems[i])
-            # A prompt without reference lines (a prompt file's row) gets no hint: counted.
-            unavailable += hint is None
-            # A prefix hint must leave the policy room in the completion budget.
-            while hint is not None and c.placement == "prefix":
-                if len(self.tokenizer.encode(hint[0])) < width:
-                    break
-                hint = self.curriculum.hint(problems[i], lines=hint[1] - 1)
-            if hint is not None:
-                picks.append((int(i), *hint))
-        if c.max_groups:
-            picks = picks[: c.max_groups]
+        g, width = self.group_size, arrays["tokens"].shape[1]
+        picks, unavailable = guidance.pick_hints(
+            self.curriculum,
+            problems,
+            failed,
+            tokenizer=self.tokenizer,
+            width=width,
+            placement=c.placement,
+            max_groups=c.max_groups,
+        )
+        stats = {"hint_groups": float(len(picks)), "hint_unavailable_groups": float(unavailable)}
         if not picks:
-            return {
-                "hint_groups": 0.0,
-                "hint_signal_groups": 0.0,
-                "hint_unavailable_groups": float(unavailable),
-            }
-        chosen = [problems[i] for i, _, _ in picks]
-        if c.placement == "prefix":
-            hint_ids = [self.tokenizer.encode(text) for _, text, _ in picks]
-            ids = [encode_prompt(self.tokenizer, p) + h for p, h in zip(chosen, hint_ids)]
-        else:
-            hint_ids = [[] for _ in picks]
-            ids = [
-                encode_prompt(self.tokenizer, self.curriculum.context_prompt(p, text))
-                for p, (_, text, _) in zip(chosen, picks)
-            ]
-        # A power-of-two count of prompts: a bounded number of sampler shapes.
-        ids += [ids[-1]] * ((1 << (len(ids) - 1).bit_length()) - len(ids))
-        length = sampling.bucket(max(len(x) for x in ids), sampling.DEFAULT_BUCKETS)
-        prompts = sampling.pad_prompts(ids, pad_id=self.tokenizer.pad_id, length=length)
-        self.counters["rollout_rows"] += len(ids) * g  # the padding rows are sampled too
+            return dict(stats, hint_signal_groups=0.0)
+        prompts, hint_ids = guidance.hint_prompts(
+            self.curriculum, problems, picks, tokenizer=self.tokenizer, placement=c.placement
+        )
+        self.counters["rollout_rows"] += prompts[0].shape[0] * g  # padding rows are sampled too
         out = parallel.gather_to_host(self._sample(prompts, self.next_key()))
-        sampled = {k: np.asarray(getattr(out, k)) for k in ("tokens", "logprobs", "mask")}
-        cut = truncated_rows(out, self.tokenizer.stop_ids)
-        rows = {
-            "tokens": np.full((len(picks) * g, width), self.tokenizer.pad_id, np.int32),
-            "rollout_logprobs": np.zeros((len(picks) * g, width), np.float32),
-            "mask": np.zeros((len(picks) * g, width), np.float32),
-            "lengths": np.zeros(len(picks) * g, np.int32),
-            "truncated": np.zeros(len(picks) * g, bool),
-        }
-        for j, hint in enumerate(hint_ids):
-            # The hint's tokens open the completion (behaviour log-prob 0: forced);
-            # the sample continues it within the same completion budget.
-            h, room = len(hint), width - len(hint)
-            for k in range(g):
-                src, dst = j * g + k, j * g + k
-                n = int(np.asarray(out.lengths)[src])
-                rows["tokens"][dst, :h] = hint
-                rows["mask"][dst, :h] = 1
-                rows["tokens"][dst, h:] = sampled["tokens"][src, :room]
-                rows["rollout_logprobs"][dst, h:] = sampled["logprobs"][src, :room]
-                rows["mask"][dst, h:] = sampled["mask"][src, :room]
-                rows["lengths"][dst] = h + min(n, room)
-                rows["truncated"][dst] = bool(cut[src]) or n > room
-        texts = decode_completions(self.tokenizer, rows["tokens"], rows["lengths"])
-        row_problems = [p for p in chosen for _ in range(g)]
+        rows = guidance.hinted_rows(out, hint_ids, group=g, width=width, tokenizer=self.tokenizer)
+        chosen = [problems[i] for i, _, _ in picks]
         scores, info = self.rewards(
-            row_problems,
-            texts,
+            [p for p in chosen for _ in range(g)],
+            decode_completions(self.tokenizer, rows["tokens"], rows["lengths"]),
             lengths=rows["lengths"],
             truncated=rows["truncated"],
             tokens=rows["tokens"],
             step=(self.step * self.config.curation.max_rounds + round_) * 2 + 1,
         )
-        pass_rates = []
-        for j, (i, _, lines) in enumerate(picks):
-            src = slice(j * g, (j + 1) * g)
-            dst = slice(i * g, (i + 1) * g)
-            for key in ("tokens", "rollout_logprobs", "mask", "lengths", "truncated"):
-                arrays[key][dst] = rows[key][src]
-            arrays["rewards"][dst] = scores[src]
-            arrays["correct"][dst] = info["correct"][src]
-            arrays["behaviour"][dst] = True
-            if "valid" in arrays:
-                arrays["valid"][dst] = np.asarray(info["valid"], bool)[src]
-            if "token_rewards" in arrays:
-                arrays["token_rewards"][dst] = info["token_rewards"][src]
-            rate = float(np.mean(info["correct"][src]))
-            pass_rates.append(rate)
-            self.curriculum.record_hint(chosen[j], lines, rate)
-        rates = np.asarray(pass_rates)
-        return {
-            "hint_groups": float(len(picks)),
-            "hint_unavailable_groups": float(unavailable),
+        rates = guidance.write_groups(arrays, picks, rows, scores, info, group=g)
+        for problem, (_, _, lines), rate in zip(chosen, picks, rates):
+            self.curriculum.record_hint(problem, lines, rate)
+        rates = np.asarray(rates)
+        return dict(
+            stats,
             # Hinted groups with both outcomes: the ones that carry a gradient.
-            "hint_signal_groups": float(np.sum((rates > 0) & (rates < 1))),
-            "hint_pass_rate": float(np.mean(pass_rates)),
-            "hint_lines": float(np.mean([lines for _, _, lines in picks])),
-        }
+            hint_signal_groups=float(np.sum((rates > 0) & (rates < 1))),
+            hint_pass_rate=float(rates.mean()),
+            hint_lines=float(np.mean([lines for _, _, lines in picks])),
+        )
 
     def _likelihood_rewards(self, prompt_tokens, prompt_mask, texts, problems, *, group=None):
         """{key: [B]} of the likelihood reward sources, or None when there are none.
