@@ -76,6 +76,10 @@ def lora_block() -> dict:
         # Projection names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
         # down_proj); empty: all of them.
         targets=[],
+        # The adapters' storage dtype. The frozen base follows model.dtype:
+        # model.dtype="bfloat16" with float32 adapters halves the base's memory
+        # while the trained weights and their optimizer stay in full precision.
+        dtype="float32",
         # A PEFT adapter directory to start from (its rank, alpha and targets
         # replace the ones above; model.path is its base). A run with adapters
         # also exports them as workdir/peft beside the merged workdir/hf.

@@ -63,6 +63,8 @@ class ModelConfig:
       lora_rank, lora_alpha, lora_targets: LoRA adapters (α/r)·A·B on the
         named projections (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
         down_proj; `rewardjax.models.lora`); rank 0: none.
+      lora_dtype: storage dtype of the adapters (float32 beside a bfloat16
+        frozen base keeps the trained weights and their optimizer in full precision).
     """
 
     family: str = "qwen2"
@@ -91,6 +93,7 @@ class ModelConfig:
     lora_rank: int = 0
     lora_alpha: float = 16.0
     lora_targets: tuple[str, ...] = ()
+    lora_dtype: str = "float32"
 
     def __post_init__(self):
         from rewardjax.models import lora
@@ -127,7 +130,7 @@ class ModelConfig:
             )
         if self.resolved_head_dim % 2:
             raise ValueError(f"ModelConfig head_dim={self.resolved_head_dim} must be even for RoPE")
-        for name in ("param_dtype", "dtype"):
+        for name in ("param_dtype", "dtype", "lora_dtype"):
             object.__setattr__(self, name, dtype_name(getattr(self, name)))
             if getattr(self, name) not in _DTYPES:
                 raise ValueError(
@@ -163,6 +166,10 @@ class ModelConfig:
     @property
     def jnp_param_dtype(self):
         return _DTYPES[self.param_dtype]
+
+    @property
+    def jnp_lora_dtype(self):
+        return _DTYPES[self.lora_dtype]
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)

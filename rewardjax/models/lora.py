@@ -105,13 +105,17 @@ def check_config(config) -> None:
 def with_lora(config, block) -> Any:
     """`config` with the adapters of a config's `lora` block (rank 0: unchanged).
 
-    Block keys: rank, alpha, targets (projection names; empty: all of TARGETS).
+    Block keys: rank, alpha, targets (projection names; empty: all of TARGETS),
+    dtype (the adapters' storage dtype; default float32).
     """
     if block is None or not block.get("rank"):
         return config
     targets = tuple(block.get("targets") or TARGETS)
     return config.replace(
-        lora_rank=int(block["rank"]), lora_alpha=float(block["alpha"]), lora_targets=targets
+        lora_rank=int(block["rank"]),
+        lora_alpha=float(block["alpha"]),
+        lora_targets=targets,
+        lora_dtype=block.get("dtype") or "float32",
     )
 
 
@@ -146,13 +150,13 @@ class LoRA(nn.Module):
                 (*self.axes_in, None),
             ),
             (*self.shape_in, rank),
-            c.jnp_param_dtype,
+            c.jnp_lora_dtype,
         )
         b = self.param(
             "b",
             _partitioned(nn.initializers.zeros, (None, *self.axes_out)),
             (rank, *self.shape_out),
-            c.jnp_param_dtype,
+            c.jnp_lora_dtype,
         )
         lead = x.shape[: x.ndim - len(self.shape_in)]
         h = x.reshape(*lead, fan_in).astype(c.jnp_dtype) @ a.reshape(fan_in, rank).astype(
@@ -357,8 +361,8 @@ def load_peft(path: str, config) -> tuple[Any, dict]:
             )
         module = tree.setdefault("layers", {}).setdefault(_OURS[_PEFT_MODULES[name]], {})
         module[name + LORA_SUFFIX] = {
-            "a": np.stack(a_layers).astype(adapted.param_dtype),
-            "b": np.stack(b_layers).astype(adapted.param_dtype),
+            "a": np.stack(a_layers).astype(adapted.lora_dtype),
+            "b": np.stack(b_layers).astype(adapted.lora_dtype),
         }
     return adapted, tree
 

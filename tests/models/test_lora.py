@@ -93,6 +93,36 @@ def test_only_adapters_get_gradients_and_optimizer_state():
             np.testing.assert_array_equal(new, old)
 
 
+def test_a_bfloat16_base_trains_float32_adapters():
+    config = ADAPTED.replace(param_dtype="bfloat16", dtype="bfloat16", lora_dtype="float32")
+    params = {"policy": models.init_params(config, jax.random.key(0))}
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    adapters = [x for path, x in flat if lora.is_adapter_path(path)]
+    base = [x for path, x in flat if not lora.is_adapter_path(path)]
+    assert adapters and {x.dtype for x in adapters} == {jnp.dtype(jnp.float32)}
+    assert {x.dtype for x in base} == {jnp.dtype(jnp.bfloat16)}
+    mask = lora.trainable_mask(params)
+    model = models.build(config)
+
+    def loss_fn(p, batch, rng, totals):
+        logits = model.apply({"params": p["policy"]}, batch["tokens"], attention_mask=batch["mask"])
+        return jnp.mean(jax.nn.logsumexp(logits.astype(jnp.float32), -1)), {}
+
+    optimizer = optax.adam(1e-2)
+    state = TrainState.create(params, optimizer, mask)
+    # The optimizer's moments are the adapters' own, in float32.
+    moments = [x for x in jax.tree.leaves(state.opt_state) if np.ndim(x)]
+    assert moments and {x.dtype for x in moments} == {jnp.dtype(jnp.float32)}
+    step = jax.jit(make_update_step(loss_fn, optimizer, trainable=mask))
+    for _ in range(2):
+        state, _ = step(state, {"tokens": TOKENS, "mask": MASK}, jax.random.key(0))
+    for (path, new), (_, old) in zip(jax.tree_util.tree_flatten_with_path(state.params)[0], flat):
+        if lora.is_adapter_path(path):  # trained, still float32
+            assert new.dtype == jnp.float32 and not np.array_equal(new, old)
+        else:  # frozen, still bfloat16
+            assert new.dtype == jnp.bfloat16 and np.array_equal(new, old)
+
+
 def test_sampler_serves_the_adapted_model():
     params = _random_adapters(models.init_params(ADAPTED, jax.random.key(0)))
     merged_config, merged = lora.merge(ADAPTED, params)
