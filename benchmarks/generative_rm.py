@@ -11,7 +11,8 @@ grader (not generated errors), and the master-key answers of
 
   judge_sft      the policy start fine-tuned on pointwise judge demonstrations
                  (configs/judge_arithmetic.py:stage=sft: generated solutions,
-                 half with a propagated wrong step; the verdict word alone)
+                 half with a propagated wrong step; the verdict word alone;
+                 8,000 steps of 32, lr 5e-4, the ORM's budget)
   judge_sft_aug  the same with 10% master-key solutions (verdict No)
   judge_grpo     judge_sft trained by GRPO as a policy on verdict correctness
                  under the strict format (stage=rl)
@@ -59,7 +60,10 @@ _PARTS = flags.DEFINE_list(
 )
 PARTS = ("pointwise", "pairwise", "stepwise")
 
-SFT_STEPS, JUDGE_SFT_STEPS, JUDGE_LR = 600, 600, 1e-3
+# Judges: the ORM of benchmarks/reward_models.py needed 8,000 steps (batch 32, lr 5e-4)
+# on this task; a pointwise judge SFT'd for 3,000 such steps reached 0.56 verdict
+# accuracy (0.52 at 1,000), so the judges get the ORM's budget.
+SFT_STEPS, JUDGE_SFT_STEPS, JUDGE_LR, JUDGE_BATCH = 600, 8000, 5e-4, 32
 JUDGE_RL_STEPS, POLICY_RL_STEPS, RL_LR = 100, 100, 2e-4
 EVAL_PROBLEMS, EVAL_SOLUTIONS, KEY_PROBLEMS = 200, 4, 100
 POLICY_EVAL_SAMPLES = 8
@@ -241,6 +245,7 @@ def judge_sft_config(policy_hf: str, seed: int, *, master_keys: float = 0.0, kin
         f"stage=sft,model_path={policy_hf},master_keys={master_keys},kind={kind}"
     )
     c = stages.schedule(c, _steps(JUDGE_SFT_STEPS), JUDGE_LR, seed)
+    c.batch_size = JUDGE_BATCH
     c.optim.warmup_steps = min(30, c.steps // 4)
     c.eval.num_problems, c.eval.batch_prompts = _size(200, 8), min(100, _size(200, 8))
     return c

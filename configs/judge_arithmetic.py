@@ -52,7 +52,9 @@ def get_config(arg=None):
     if arg.kind == "stepwise":
         new_tokens = 256 if arg.rationale else 96
     else:
-        new_tokens = 64 if arg.rationale else 8
+        # The longest rationale ("Step 2 is wrong: 12-3=8 should be 12-3=9. The
+        # final answer is still right.") and its verdict line fit in 128.
+        new_tokens = 128 if arg.rationale else 8
     if arg.stage == "sft":
         c = common.sft_base(runlocal=arg.runlocal)
         c.model.path = arg.model_path
