@@ -274,11 +274,6 @@ class Curriculum:
 
     # ------------------------------------------------------------ prompts
 
-    @property
-    def candidates_per_prompt(self) -> int:
-        """Prompts drawn per prompt kept (priority's f; 1 without it)."""
-        return self.cfg.priority.oversample if self.cfg.priority.enabled else 1
-
     def begin_step(self, step: int, stats: PromptStats) -> Stage:
         """The stage and level of this step (switches happen here, between steps)."""
         drive = self.cfg.drive

@@ -130,3 +130,13 @@ def test_bad_judge_settings_are_errors():
         _judge(error_rate=1.5)
     with pytest.raises(ValueError, match="master_keys"):
         _judge(kind="pairwise", master_keys=0.1)
+
+
+@pytest.mark.parametrize(
+    "reply", ["", "   ", "\n\n\n", "A:", "yes", "Yes No", "9" * 5000, "Yes\n" * 50, "é \x00"]
+)
+@pytest.mark.parametrize("kind", ["pointwise", "pairwise", "stepwise"])
+def test_the_judge_grader_survives_garbage(kind, reply):
+    judge = _judge(kind=kind)
+    g = judge.grade(judge.problem(0), reply)
+    assert not g.correct and not g.well_formed

@@ -53,6 +53,10 @@ class JudgeTask(Task):
     """
 
     name = "judge"
+    # Not a step-graded task: a reply is a verdict, not work lines and an
+    # "A:" line; its split follows the inner task's hash, not its own.
+    line_format = False
+    step_graded = False
 
     def __init__(
         self,
