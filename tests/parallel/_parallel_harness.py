@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -35,28 +36,48 @@ def _env(devices: int, fast: bool) -> dict[str, str]:
     return env
 
 
+def popen(cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Starts `cmd` with its stdout and stderr in unnamed files, not pipes.
+
+    The ranks of one run wait for each other: with pipes, a rank whose stderr
+    filled its pipe (compiler warnings) blocked while the test read another
+    rank's, and that rank then waited for it in a collective forever.
+    """
+    files = tuple(
+        tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") for _ in "oe"
+    )
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=files[0], stderr=files[1], text=True)
+    proc.output_files = files
+    return proc
+
+
 def start(script: str, args: list[str], *, devices: int, fast: bool = True) -> subprocess.Popen:
     """Starts `python script args...` with `devices` fake CPU devices."""
     path = script if os.path.isabs(script) else os.path.join(HERE, script)
-    return subprocess.Popen(
-        [sys.executable, path, *args],
-        env=_env(devices, fast),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return popen([sys.executable, path, *args], _env(devices, fast))
+
+
+def _read(f) -> str:
+    f.flush()
+    f.seek(0)
+    text = f.read()
+    f.close()
+    return text
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of a process started by `popen`, waited up to `timeout`."""
     try:
-        out, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, err = proc.communicate()
+        proc.wait()
+        err = _read(proc.output_files[1])
+        _read(proc.output_files[0])
         raise AssertionError(
             f"worker {proc.args} timed out after {timeout}s:\n{err[-3000:]}"
         ) from None
+    out, err = (_read(f) for f in proc.output_files)
     return proc.returncode, out, err
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -76,16 +75,7 @@ def _launch(kind: str, workdir: str, *, processes: int, fault: str = "") -> list
             )
         cmd = [sys.executable, "-m", "experiments.train", f"--config={config}"]
         cmd += [*overrides, *COMMON, f"--workdir={workdir}"]
-        procs.append(
-            subprocess.Popen(
-                cmd,
-                env=env,
-                cwd=harness.ROOT,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+        procs.append(harness.popen(cmd, env))
     return procs
 
 
