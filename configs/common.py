@@ -80,6 +80,14 @@ def lora_block() -> dict:
         # model.dtype="bfloat16" with float32 adapters halves the base's memory
         # while the trained weights and their optimizer stay in full precision.
         dtype="float32",
+        # RL only: fold the adapters into a copy of the kernels before each
+        # rollout (one merge per step) instead of decoding base + adapters.
+        # At the Qwen2.5-0.5B shape (rank 16, every projection, 16 rows) the
+        # merge takes 0.49 s and saves 3.5% of decode time, so it pays for
+        # rollouts beyond about 90 new tokens, at the cost of a second copy of
+        # the targeted kernels while the rollout runs (benchmarks/lora.py
+        # --part sampler; BENCHMARKS.md).
+        merge_for_rollout=False,
         # A PEFT adapter directory to start from (its rank, alpha and targets
         # replace the ones above; model.path is its base). A run with adapters
         # also exports them as workdir/peft beside the merged workdir/hf.

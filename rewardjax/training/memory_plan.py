@@ -652,10 +652,11 @@ def format_plan_table(rows: list[dict[str, Any]]) -> str:
     """One line per `plan_update_step` result: model, mesh, shapes, GiB per device."""
     header = (
         f"{'model':<14} {'params':>7} {'mesh':<8} {'obj':<4} {'batch×seq':>10} "
-        f"{'params':>8} {'optim':>8} {'batch':>8} {'temp':>8} {'peak':>8}"
+        f"{'params':>8} {'optim':>8} {'batch':>8} {'temp':>8} {'peak':>8} {'process':>8}"
     )
     lines = [
-        "per-device GiB; temp = activations and temporaries of the compiled step",
+        "per-device GiB; temp = activations and temporaries of the compiled step; "
+        "process = the iteration's peak plus the host runtime (CPU backend only)",
         header,
         "-" * len(header),
     ]
@@ -664,7 +665,8 @@ def format_plan_table(rows: list[dict[str, Any]]) -> str:
             f"{r['model']:<14} {r['num_params'] / 1e9:6.2f}B {r['mesh']:<8} {r['objective']:<4} "
             f"{str(r['batch']) + '×' + str(r['seq_len']):>10} {_gib(r['params_bytes'])} "
             f"{_gib(r['optimizer_bytes'])} {_gib(r['batch_bytes'])} {_gib(r['temp_bytes'])} "
-            f"{_gib(r['peak_bytes'])}"
+            f"{_gib(r['peak_bytes'])} "
+            + (_gib(r["process_peak_bytes"]) if "process_peak_bytes" in r else f"{'-':>8}")
         )
     return "\n".join(lines)
 
@@ -767,7 +769,10 @@ def plan_memory(
     Returns:
       The mesh and one `plan_update_step` result per model; for the grpo
       objective each holds its rollout's `plan_sampler` result under
-      "sampler". Progress goes to stderr.
+      "sampler". Each also holds "iteration_peak_bytes" (`iteration_peak`)
+      and, on a CPU backend, "runtime_bytes" (the host runtime's resident
+      memory) and "process_peak_bytes" (their sum: what the training
+      process's resident peak should be). Progress goes to stderr.
 
     Raises:
       PlanError: the device count, the batch split or the lengths do not fit.
@@ -841,6 +846,7 @@ def plan_memory(
         )
         if sampler_row is not None:
             results[-1]["sampler"] = sampler_row
+        results[-1]["iteration_peak_bytes"] = iteration_peak(results[-1])
         if accelerator:
             results[-1]["time"] = step_seconds(
                 cfg,
@@ -856,7 +862,42 @@ def plan_memory(
                 mfu=mfu,
                 bandwidth_util=bandwidth_util,
             )
+    if the_mesh.devices.flat[0].platform == "cpu":
+        # On a CPU backend the arrays share the process's memory with the
+        # runtime: Python, JAX, XLA and the compiled programs, measured as this
+        # planning process's resident set (it compiled the same programs and
+        # holds no arrays of the model).
+        runtime = host_resident_bytes()
+        for row in results:
+            row["runtime_bytes"] = runtime
+            row["process_peak_bytes"] = row["iteration_peak_bytes"] + runtime
     return the_mesh, results
+
+
+def iteration_peak(row: dict[str, Any]) -> int:
+    """A training iteration's device peak: the update step's, or the rollout's if larger.
+
+    During an RL rollout the state stays resident, so the sampler's compiled
+    bytes (which count the parameters) add the optimizer state.
+    """
+    peak = row["peak_bytes"]
+    if "sampler" in row:
+        peak = max(peak, row["sampler"]["compiled_bytes"] + row["optimizer_bytes"])
+    return peak
+
+
+def host_resident_bytes() -> int:
+    """This process's resident memory (Linux `VmRSS`; the peak from `getrusage` elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _extra_forwards(objective: str, config: Any) -> int:

@@ -221,6 +221,9 @@ class RLTrainer(Trainer):
                 ),
                 out_shardings=batch_sharding,
             )
+        if self.lora:  # lora.merge_for_rollout: W + (α/r)·A·B once per rollout
+            self._merged_config = lora.base_config(self.model_config)
+            self._merge = jax.jit(lambda p: lora.merge(self.model_config, p)[1])
         if self.rewards.device_sources:
             # Likelihood rewards read the policy's own distribution (temperature 1).
             self._forced_logprob_fn = jax.jit(
@@ -387,9 +390,12 @@ class RLTrainer(Trainer):
     def _sample(self, prompts, rng, *, greedy: bool = False):
         """The sampler on encoded prompts (tokens, mask), with the rollout block's settings."""
         c = self.config
+        model_config, params = self.model_config, self.state.params["policy"]
+        if self.lora and c.lora.merge_for_rollout:
+            model_config, params = self._merged_config, self._merge(params)
         return sampling.generate(
-            self.model_config,
-            self.state.params["policy"],
+            model_config,
+            params,
             prompts,
             rng=rng,
             n=1 if greedy else self.group_size,

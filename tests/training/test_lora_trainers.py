@@ -1,6 +1,7 @@
 """Every trainer with a `lora` block: adapters train, the base stays, the export folds them in."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -125,3 +126,36 @@ def test_lora_run_resumes_to_the_same_adapters(tmp_path):
     other.lora.rank = 8
     with pytest.raises(Exception, match="lora"):
         _trainer(other, str(tmp_path / "run"))
+
+
+def test_merged_rollout_samples_what_the_adapted_policy_does(tmp_path):
+    """lora.merge_for_rollout folds the adapters before sampling: same tokens, same log-probs."""
+    from rewardjax.training.rollout import encode_prompts
+
+    c = _config("grpo")
+    trainer = _trainer(c, str(tmp_path / "run"))
+    keys = iter(jax.random.split(jax.random.key(3), 64))
+    policy = jax.tree_util.tree_map_with_path(
+        lambda path, x: (
+            0.3 * jax.random.normal(next(keys), x.shape, x.dtype)
+            if lora.is_adapter_path(path) and path[-1].key == "b"
+            else x
+        ),
+        trainer.state.params["policy"],
+    )
+    trainer.state = trainer.state.replace(params={**trainer.state.params, "policy": policy})
+    prompts = encode_prompts(trainer.tokenizer, trainer.source.test_problems(4))
+    outs = {}
+    for merged in (False, True):
+        trainer.config.lora.merge_for_rollout = merged
+        outs[merged] = trainer._sample(prompts, jax.random.key(7))
+    np.testing.assert_array_equal(outs[True].tokens, outs[False].tokens)
+    np.testing.assert_allclose(outs[True].logprobs, outs[False].logprobs, atol=1e-4)
+    # The adapters matter: with B = 0 (the base's function) the samples differ.
+    zeroed = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.zeros_like(x) if lora.is_adapter_path(path) else x, policy
+    )
+    trainer.state = trainer.state.replace(params={**trainer.state.params, "policy": zeroed})
+    trainer.config.lora.merge_for_rollout = False
+    base = trainer._sample(prompts, jax.random.key(7))
+    assert not np.array_equal(base.tokens, outs[False].tokens)

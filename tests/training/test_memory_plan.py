@@ -150,6 +150,7 @@ def test_format_plan_table():
         "batch",
         "temp",
         "peak",
+        "process",
     ]
     assert set(lines[2]) == {"-"}
     assert lines[3].split() == [
@@ -163,7 +164,10 @@ def test_format_plan_table():
         "0.000",
         "0.500",
         "3.500",
+        "-",
     ]
+    row.update(process_peak_bytes=4 * 2**30)
+    assert memory_plan.format_plan_table([row]).splitlines()[3].split()[-1] == "4.000"
 
 
 # ------------------------------------------------------------------ sampler
@@ -274,6 +278,20 @@ def test_plan_memory_plans_the_sampler_of_a_grpo_config():
         "compiled",
     ]
     assert lines[3].split()[:4] == ["tiny", "1,1,1", "4×4", "16+32"]
+    # The iteration holds the optimizer state through the rollout; the CPU
+    # backend's process adds the runtime's resident memory.
+    assert row["iteration_peak_bytes"] == max(
+        row["peak_bytes"], s["compiled_bytes"] + row["optimizer_bytes"]
+    )
+    assert 0 < row["runtime_bytes"] <= memory_plan.host_resident_bytes()
+    assert row["process_peak_bytes"] == row["iteration_peak_bytes"] + row["runtime_bytes"]
+
+
+def test_iteration_peak_is_the_rollouts_when_it_is_larger():
+    row = dict(peak_bytes=100, optimizer_bytes=30)
+    assert memory_plan.iteration_peak(row) == 100
+    assert memory_plan.iteration_peak({**row, "sampler": {"compiled_bytes": 60}}) == 100
+    assert memory_plan.iteration_peak({**row, "sampler": {"compiled_bytes": 90}}) == 120
 
 
 def test_lora_plan_holds_optimizer_state_of_the_adapters_only():
