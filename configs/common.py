@@ -139,6 +139,43 @@ def task_block(name: str = "arithmetic_chain", **kwargs) -> dict:
     )
 
 
+def reproduction_run(
+    c: ml_collections.ConfigDict,
+    *,
+    steps: int,
+    eval_every: int,
+    num_samples: int,
+    num_problems: int = 200,
+    runlocal: bool = False,
+) -> ml_collections.ConfigDict:
+    """A reproduction run (configs/repro_*.py): its length and held-out evaluations, no files kept.
+
+    No checkpoints, sample logs or HF export: experiments/reproduce.py reads
+    only metrics.jsonl. runlocal: 2 steps, evaluated at the end on 8 problems.
+    """
+    c.steps = steps
+    c.eval.every = eval_every
+    c.eval.num_problems = num_problems
+    c.eval.num_samples = num_samples
+    c.checkpoint.every = 0
+    c.log.samples_every = 0
+    c.export_hf = False
+    if runlocal:
+        c.steps, c.eval.every, c.eval.num_problems = 2, 2, 8
+    return c
+
+
+def arm_sweep(add, arms, *, seeds: int = 3, seed_in_arg: bool = False) -> None:
+    """sweep(add) of a reproduction: every arm × seeds 0..seeds−1.
+
+    seed_in_arg: also pass the seed in the config argument (for configs whose
+    reward noise is seeded by it).
+    """
+    for arm in arms:
+        for seed in range(seeds):
+            add(arg=f"arm={arm}" + (f",seed={seed}" if seed_in_arg else ""), seed=seed)
+
+
 def rl_base(*, runlocal: bool = False) -> ml_collections.ConfigDict:
     """Every key the RL trainer reads, with GRPO defaults (see mechanisms.md §0 presets)."""
     c = ml_collections.ConfigDict()

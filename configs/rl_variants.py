@@ -82,6 +82,8 @@ VARIANTS = {
 REWARD_FUNCTIONS = {
     # TTRL: reward agreement with the group's majority answer, no labels.
     "majority_vote_reward": dict(extract="last_number"),
+    # Spurious rewards: Bernoulli(0.5), independent of the completion.
+    "random_reward": dict(p=0.5),
     # RLCR: the task's verdict c plus a Brier term on a stated
     # <confidence>q</confidence>, r = c − (q − c)²; without one, r = c − 1.
     "rlcr_brier": dict(correct_key="correct"),

@@ -16,7 +16,10 @@ from configs import common
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Blocks whose keys are the user's (checked against registries when a trainer starts).
 FREE_FORM = ("kwargs", "overrides", "sources", "shaping", "reader_fields", "test_reader_fields")
-NEEDS = {"grpo_arithmetic_orm": "orm_paths=/unused"}
+NEEDS = {
+    "grpo_arithmetic_orm": "orm_paths=/unused",
+    "repro_overoptimization": "orm_small_path=/unused",
+}
 NOT_TRAINERS = {"label_arithmetic", "quickstart"}  # the labelling CLI; two nested trainers
 
 

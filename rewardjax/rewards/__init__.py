@@ -9,7 +9,17 @@ Importing this package registers every reward in `rewardjax.registry.REWARDS`
 and every transform in `rewardjax.registry.SHAPING`.
 """
 
-from rewardjax.rewards import code, format, label_free, length, likelihood, math, sandbox, shaping
+from rewardjax.rewards import (
+    code,
+    format,
+    label_free,
+    length,
+    likelihood,
+    math,
+    sandbox,
+    shaping,
+    spurious,
+)
 from rewardjax.rewards.base import (
     RewardFunctionPool,
     RewardInfo,
@@ -53,6 +63,7 @@ from rewardjax.rewards.shaping import (
     success_gate,
     weighted_sum,
 )
+from rewardjax.rewards.spurious import random_reward
 
 __all__ = [
     "RewardFunctionPool",
@@ -87,6 +98,7 @@ __all__ = [
     "overlong_penalty",
     "par_bounded_centered",
     "per_source_normalization",
+    "random_reward",
     "ref_answer_logprob",
     "register_reward",
     "repetition_penalty",
@@ -98,6 +110,7 @@ __all__ = [
     "rlpr_prob_reward",
     "sandbox",
     "shaping",
+    "spurious",
     "success_gate",
     "weighted_sum",
 ]
