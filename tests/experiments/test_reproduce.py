@@ -72,10 +72,21 @@ def test_unknown_reproduction_names_the_known_ones():
         reproduce.load("clip_highr")
 
 
+@pytest.fixture(scope="module")
+def runlocal_start(tmp_path_factory):
+    """The shared SFT start at runlocal size, trained once for every reproduction below."""
+    claim = Claim(paper="p", claim="c", metric="m", compare=("a", "b"), direction=1)
+    workdir = str(tmp_path_factory.mktemp("start"))
+    args, _ = reproduce.train_stages(claim, workdir, runlocal=True)
+    return args["model_path"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", reproduce.known())
-def test_every_reproduction_runs_locally(name, tmp_path):
-    line = reproduce.reproduce(name, str(tmp_path), runlocal=True, seeds=[0])
+def test_every_reproduction_runs_locally(name, tmp_path, runlocal_start):
+    # --start replaces the SFT stage only; later stages (reward models) still train.
+    line = reproduce.reproduce(name, str(tmp_path), runlocal=True, seeds=[0], start=runlocal_start)
+    assert not os.path.exists(tmp_path / "start")
     assert line["bench"] == "reproduction" and line["name"] == name
     assert line["seeds"] == [0] and line["verdict"] in VERDICTS
     assert os.path.getsize(line["figure"]) > 0
@@ -83,6 +94,10 @@ def test_every_reproduction_runs_locally(name, tmp_path):
         assert json.load(f) == line
     # The compared difference is the two arms' measures, paired by seed.
     claim = reproduce.load(name).REPRODUCTION
+    # Evaluated stages (a reward model's accuracy) report their held-out metrics.
+    evaluated = [stage.name for stage in claim.stages if stage.evaluate]
+    assert sorted(line.get("stages", {})) == sorted(evaluated)
+    assert all(line["stages"][n] for n in evaluated)
     with open(tmp_path / "measures.json") as f:
         found = json.load(f)
     arm, base = claim.compare
@@ -92,7 +107,7 @@ def test_every_reproduction_runs_locally(name, tmp_path):
     # A second call reuses the finished runs instead of training again.
     mtimes = {p: os.path.getmtime(p) for p in tmp_path.glob("runs/*/metrics.jsonl")}
     assert mtimes
-    reproduce.reproduce(name, str(tmp_path), runlocal=True, seeds=[0])
+    reproduce.reproduce(name, str(tmp_path), runlocal=True, seeds=[0], start=runlocal_start)
     assert {p: os.path.getmtime(p) for p in mtimes} == mtimes
 
 
