@@ -51,6 +51,7 @@ import json
 import os
 import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -258,7 +259,7 @@ def plot(
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.suptitle(name, fontsize=10)
+    fig.suptitle(textwrap.fill(name, width=int(12 * 4.5 * len(keys))), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -355,37 +356,44 @@ def _round(x: float) -> float:
     return round(float(x), 4)
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the reproduction's runs.")
-_RUNLOCAL = flags.DEFINE_bool("runlocal", False, "Tiny sizes: checks that it runs, not the claim.")
-_SEEDS = flags.DEFINE_list("seeds", [], "Seeds to run (default: the sweep's).")
-_START = flags.DEFINE_string("start", "", "An HF directory to start from instead of training one.")
-_FIGURE_DIR = flags.DEFINE_string("figure_dir", "", "Also write the figure here.")
-_LIST = flags.DEFINE_bool("list", False, "List the reproductions and their claims.")
+def define_flags() -> None:
+    """The command's flags, defined only when it runs as a program (tests import the module
+    beside experiments.sweep, whose flags share names)."""
+    flags.DEFINE_string("workdir", None, "Directory of the reproduction's runs.")
+    flags.DEFINE_bool("runlocal", False, "Tiny sizes: checks that it runs, not the claim.")
+    flags.DEFINE_list("seeds", [], "Seeds to run (default: the sweep's).")
+    flags.DEFINE_string(
+        "start", "", "An HF directory to use as the SFT start instead of training one."
+    )
+    flags.DEFINE_string("figure_dir", "", "Also write the figure here.")
+    flags.DEFINE_bool("list", False, "List the reproductions and their claims.")
 
 
 def main(argv):
-    if _LIST.value:
+    f = flags.FLAGS
+    if f.list:
         for name in known():
             claim = load(name).REPRODUCTION
             print(f"{name:<18} {claim.paper}: {claim.claim}")
         return
     if len(argv) != 2:
         raise app.UsageError(f"usage: reproduce NAME --workdir W; known: {', '.join(known())}")
-    if not _WORKDIR.value:
+    if not f.workdir:
         raise app.UsageError("--workdir is required")
     from rewardjax.training.launch import quiet_third_party_info
 
     quiet_third_party_info()
     line = reproduce(
         argv[1],
-        _WORKDIR.value,
-        runlocal=_RUNLOCAL.value,
-        seeds=[int(s) for s in _SEEDS.value] or None,
-        start=_START.value,
-        figure_dir=_FIGURE_DIR.value,
+        f.workdir,
+        runlocal=f.runlocal,
+        seeds=[int(s) for s in f.seeds] or None,
+        start=f.start,
+        figure_dir=f.figure_dir,
     )
     print(json.dumps(line))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

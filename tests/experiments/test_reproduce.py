@@ -120,3 +120,18 @@ def test_difference_keys_pair_arms_by_seed():
     assert out["a_minus_b_eval_pass_at_1_per_seed"] == [0.25, -0.1]
     assert out["a_minus_b_eval_pass_at_1"] == pytest.approx(0.075)
     assert difference_keys(found, [("a", "c")])["a_minus_c_eval_pass_at_1"] is None
+
+
+def test_the_command_lists_every_reproduction():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.reproduce", "--list"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [line.split()[0] for line in out.splitlines()] == reproduce.known()

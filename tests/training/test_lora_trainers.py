@@ -159,3 +159,21 @@ def test_merged_rollout_samples_what_the_adapted_policy_does(tmp_path):
     trainer.config.lora.merge_for_rollout = False
     base = trainer._sample(prompts, jax.random.key(7))
     assert not np.array_equal(base.tokens, outs[False].tokens)
+
+
+def test_lora_dpo_on_the_fly_reference_is_the_states_base_not_a_copy(tmp_path):
+    """reference.precompute=False with LoRA: reference log-probs from the state's base each step."""
+    c = _config("dpo")
+    c.reference.precompute = False
+    trainer = _trainer(c, str(tmp_path / "run"))
+    objective = trainer.objective
+    assert objective.next_batch_reads_policy and objective.ref_params is None
+    base = jax.tree.map(np.array, lora.strip(trainer.state.params["policy"]))
+    trainer.train_step()
+    trainer.train_step()  # the adapters have moved
+    batch, _ = objective.next_batch(trainer.state.params["policy"])
+    from_base = objective._sums(objective._ref_fn, base, batch)
+    np.testing.assert_allclose(batch["ref_chosen"], from_base["chosen"], rtol=1e-5)
+    np.testing.assert_allclose(batch["ref_rejected"], from_base["rejected"], rtol=1e-5)
+    policy = objective._sums(objective._policy_fn, trainer.state.params["policy"], batch)
+    assert not np.allclose(policy["chosen"], batch["ref_chosen"], rtol=1e-5)

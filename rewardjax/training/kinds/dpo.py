@@ -241,13 +241,17 @@ class PreferenceObjective:
         c = self.config = config
         self.tokenizer, self.model_config, self.task = tokenizer, model_config, task
         self.listwise = _check_format(c)
-        # LoRA with precomputed reference log-probs reads the base before any
-        # update: no second copy of the weights.
+        # With LoRA the reference is the base the policy's state holds (its
+        # frozen leaves never change): precomputed log-probs read it before any
+        # update, on-the-fly ones read it from the current state before each
+        # update (`next_batch_reads_policy`). No second copy of the weights.
+        self.ref_from_policy = bool(model_config.lora_rank) and not c.reference.path
+        self.next_batch_reads_policy = self.ref_from_policy and not c.reference.precompute
         self.ref_config, self.ref_params = load_reference(
             c.reference,
             policy_config=model_config,
             policy_params=params,
-            share=c.reference.precompute,
+            share=c.reference.precompute or self.ref_from_policy,
         )
         self._ref_fn = jax.jit(
             functools.partial(
@@ -291,8 +295,10 @@ class PreferenceObjective:
             arrays.update(self._reference_sums(arrays))
         self.data = ArrayBatches(arrays, batch_size=c.batch_size, seed=c.seed)
         self.test.update(self._reference_sums(self.test))
-        if c.reference.precompute:
-            self.ref_params = None  # every reference log-prob is computed: free the weights
+        if c.reference.precompute or self.ref_from_policy:
+            # Every reference log-prob is computed, or comes from the state's
+            # base: drop this handle (a donated buffer must not be read later).
+            self.ref_params = None
 
     def _train_pairs(self, params) -> dict[str, np.ndarray]:
         c = self.config
@@ -355,16 +361,23 @@ class PreferenceObjective:
             out.append(np.asarray(sums).reshape(size, k))
         return np.concatenate(out)[:n]
 
-    def _reference_sums(self, arrays) -> dict[str, np.ndarray]:
+    def _reference_sums(self, arrays, ref_params=None) -> dict[str, np.ndarray]:
+        ref_params = self.ref_params if ref_params is None else ref_params
         if self.listwise:
-            return {"ref_logps": self._list_sums(self._ref_fn, self.ref_params, arrays)}
-        sums = self._sums(self._ref_fn, self.ref_params, arrays)
+            return {"ref_logps": self._list_sums(self._ref_fn, ref_params, arrays)}
+        sums = self._sums(self._ref_fn, ref_params, arrays)
         return {"ref_chosen": sums["chosen"], "ref_rejected": sums["rejected"]}
 
-    def next_batch(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def next_batch(self, policy_params=None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """The next batch, with its reference log-probs when they are not precomputed.
+
+        policy_params: the current policy (passed by the trainer when
+        `next_batch_reads_policy`): with LoRA its base is the reference.
+        """
         batch = next(self.data)
         if not self.config.reference.precompute:
-            batch.update(self._reference_sums(batch))
+            ref = lora.strip(policy_params) if self.next_batch_reads_policy else None
+            batch.update(self._reference_sums(batch, ref))
         if self.listwise:
             tokens = float(batch["list_mask"].sum())
         else:
