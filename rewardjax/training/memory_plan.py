@@ -162,6 +162,19 @@ def _with_laser(objective: str, config) -> bool:
     return objective == "grpo" and _is_rl(config) and bool(config.laser.enabled)
 
 
+def holds_reference(config: Any) -> bool:
+    """Whether the trainer keeps a frozen copy of the initial policy through training.
+
+    RL with a KL term or PRIME, and DPO with reference log-probs computed per
+    batch, do; with LoRA the reference is the base the state already holds.
+    """
+    if config is None or ("lora" in config and config.lora.rank):
+        return False
+    if _is_rl(config):
+        return config.kl.placement != "none" or bool(config.prime.enabled)
+    return config.objective.kind == "dpo" and not config.reference.precompute
+
+
 def _with_critic(objective: str, config: Any) -> bool:
     return objective == "grpo" and _is_rl(config) and bool(config.critic.enabled)
 
@@ -388,6 +401,7 @@ def plan_update_step(
         param_dtype=cfg.param_dtype,
         remat=cfg.remat,
         params_bytes=params,
+        policy_bytes=bytes_per_device(abstract_state.params["policy"], shardings.params["policy"]),
         optimizer_bytes=opt,
         batch_bytes=bytes_per_device(batch, jax.tree.map(lambda _: rows_sharding, batch)),
         temp_bytes=temp,
@@ -769,7 +783,9 @@ def plan_memory(
     Returns:
       The mesh and one `plan_update_step` result per model; for the grpo
       objective each holds its rollout's `plan_sampler` result under
-      "sampler". Each also holds "iteration_peak_bytes" (`iteration_peak`)
+      "sampler". Each also holds "reference_bytes" (a frozen copy of the
+      policy the trainer keeps, `holds_reference`; else 0),
+      "iteration_peak_bytes" (`iteration_peak`)
       and, on a CPU backend, "runtime_bytes" (the host runtime's resident
       memory) and "process_peak_bytes" (their sum: what the training
       process's resident peak should be). Progress goes to stderr.
@@ -846,6 +862,9 @@ def plan_memory(
         )
         if sampler_row is not None:
             results[-1]["sampler"] = sampler_row
+        results[-1]["reference_bytes"] = (
+            results[-1]["policy_bytes"] if holds_reference(config) else 0
+        )
         results[-1]["iteration_peak_bytes"] = iteration_peak(results[-1])
         if accelerator:
             results[-1]["time"] = step_seconds(
@@ -878,12 +897,13 @@ def iteration_peak(row: dict[str, Any]) -> int:
     """A training iteration's device peak: the update step's, or the rollout's if larger.
 
     During an RL rollout the state stays resident, so the sampler's compiled
-    bytes (which count the parameters) add the optimizer state.
+    bytes (which count the parameters) add the optimizer state; a frozen
+    reference copy (`reference_bytes`, `holds_reference`) is resident in both.
     """
     peak = row["peak_bytes"]
     if "sampler" in row:
         peak = max(peak, row["sampler"]["compiled_bytes"] + row["optimizer_bytes"])
-    return peak
+    return peak + row.get("reference_bytes", 0)
 
 
 def host_resident_bytes() -> int:

@@ -7,7 +7,7 @@ planned on this process's single device.
 import jax
 import pytest
 
-from configs import grpo_arithmetic, ppo_arithmetic, sft_arithmetic
+from configs import dpo_arithmetic, grpo_arithmetic, ppo_arithmetic, sft_arithmetic
 from rewardjax import models, parallel
 from rewardjax.training import memory_plan
 from rewardjax.training.optim import make_optimizer
@@ -292,6 +292,24 @@ def test_iteration_peak_is_the_rollouts_when_it_is_larger():
     assert memory_plan.iteration_peak(row) == 100
     assert memory_plan.iteration_peak({**row, "sampler": {"compiled_bytes": 60}}) == 100
     assert memory_plan.iteration_peak({**row, "sampler": {"compiled_bytes": 90}}) == 120
+    # A frozen reference copy is resident through both.
+    assert memory_plan.iteration_peak({**row, "reference_bytes": 7}) == 107
+
+
+def test_a_reference_copy_is_planned_where_the_trainer_keeps_one():
+    rl = grpo_arithmetic.get_config("runlocal=True")
+    assert not memory_plan.holds_reference(rl)  # β = 0: no reference model
+    rl.kl.placement, rl.kl.coef = "loss", 0.04
+    assert memory_plan.holds_reference(rl)
+    rl.lora.rank = 4  # the state's base is the reference
+    assert not memory_plan.holds_reference(rl)
+    dpo = dpo_arithmetic.get_config("runlocal=True")
+    assert not memory_plan.holds_reference(dpo)  # precomputed, then freed
+    dpo.reference.precompute = False
+    assert memory_plan.holds_reference(dpo)
+    _, (row,) = memory_plan.plan_memory(config=dpo, mesh="1,1,1", seq_len=32, batch=4)
+    assert row["reference_bytes"] == row["policy_bytes"] == row["params_bytes"] > 0
+    assert row["iteration_peak_bytes"] == row["peak_bytes"] + row["reference_bytes"]
 
 
 def test_lora_plan_holds_optimizer_state_of_the_adapters_only():
