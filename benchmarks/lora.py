@@ -355,7 +355,11 @@ def dpo_side(model_dir: str, args, *, lora: bool) -> dict:
     trainer.train_step()  # compile
     jax.block_until_ready(trainer.state.params)
     method.reset_peak_rss()
-    batch, _ = trainer.objective.next_batch()
+    objective = trainer.objective
+    if getattr(objective, "next_batch_reads_policy", False):  # LoRA: the base is the reference
+        batch, _ = objective.next_batch(trainer.state.params["policy"])
+    else:
+        batch, _ = objective.next_batch()
     start = time.perf_counter()
     trainer.update(batch)
     jax.block_until_ready(trainer.state.params)

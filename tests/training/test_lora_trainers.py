@@ -177,3 +177,5 @@ def test_lora_dpo_on_the_fly_reference_is_the_states_base_not_a_copy(tmp_path):
     np.testing.assert_allclose(batch["ref_rejected"], from_base["rejected"], rtol=1e-5)
     policy = objective._sums(objective._policy_fn, trainer.state.params["policy"], batch)
     assert not np.allclose(policy["chosen"], batch["ref_chosen"], rtol=1e-5)
+    with pytest.raises(ValueError, match="current policy parameters"):
+        objective.next_batch()

@@ -374,6 +374,11 @@ class PreferenceObjective:
         policy_params: the current policy (passed by the trainer when
         `next_batch_reads_policy`): with LoRA its base is the reference.
         """
+        if self.next_batch_reads_policy and policy_params is None:
+            raise ValueError(
+                "next_batch needs the current policy parameters: with LoRA and "
+                "reference.precompute=False the reference is the state's base"
+            )
         batch = next(self.data)
         if not self.config.reference.precompute:
             ref = lora.strip(policy_params) if self.next_batch_reads_policy else None
