@@ -862,8 +862,9 @@ def plan_memory(
         )
         if sampler_row is not None:
             results[-1]["sampler"] = sampler_row
+        # With adapters (the config's or `lora_rank`'s) the base is the reference.
         results[-1]["reference_bytes"] = (
-            results[-1]["policy_bytes"] if holds_reference(config) else 0
+            results[-1]["policy_bytes"] if holds_reference(config) and not cfg.lora_rank else 0
         )
         results[-1]["iteration_peak_bytes"] = iteration_peak(results[-1])
         if accelerator:

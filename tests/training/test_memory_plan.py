@@ -310,6 +310,11 @@ def test_a_reference_copy_is_planned_where_the_trainer_keeps_one():
     _, (row,) = memory_plan.plan_memory(config=dpo, mesh="1,1,1", seq_len=32, batch=4)
     assert row["reference_bytes"] == row["policy_bytes"] == row["params_bytes"] > 0
     assert row["iteration_peak_bytes"] == row["peak_bytes"] + row["reference_bytes"]
+    # Adapters asked for by argument: the base the state holds is the reference.
+    _, (adapted,) = memory_plan.plan_memory(
+        config=dpo, mesh="1,1,1", seq_len=32, batch=4, lora_rank=4
+    )
+    assert adapted["reference_bytes"] == 0
 
 
 def test_lora_plan_holds_optimizer_state_of_the_adapters_only():
