@@ -76,24 +76,27 @@ def load(name: str):
     path = os.path.join(ROOT, "configs", f"repro_{name}.py")
     if not os.path.exists(path):
         raise ValueError(f"unknown reproduction {name!r}; known: {', '.join(known())}")
-    spec = importlib.util.spec_from_file_location(f"repro_{name}", path)
-    module = importlib.util.module_from_spec(spec)
     if ROOT not in sys.path:
         sys.path.insert(0, ROOT)
-    spec.loader.exec_module(module)
+    module = _module_from(path)
     for attr in ("get_config", "sweep", "REPRODUCTION"):
         if not hasattr(module, attr):
             raise ValueError(f"configs/repro_{name}.py defines no {attr}")
     return module
 
 
+def _parse_arg(text: str) -> dict[str, str]:
+    """A "k=v,..." config argument as {k: v} (values left as text)."""
+    items = {}
+    for item in filter(str.strip, (text or "").split(",")):
+        key, _, value = item.partition("=")
+        items[key.strip()] = value.strip()
+    return items
+
+
 def merge_args(base: str, extra: str) -> str:
     """Two "k=v,..." config arguments as one; `extra`'s keys win."""
-    items: dict[str, str] = {}
-    for text in (base, extra):
-        for item in filter(str.strip, (text or "").split(",")):
-            key, _, value = item.partition("=")
-            items[key.strip()] = value.strip()
+    items = {**_parse_arg(base), **_parse_arg(extra)}
     return ",".join(f"{k}={v}" for k, v in items.items())
 
 
@@ -120,12 +123,7 @@ def runs_of(module, seeds: Sequence[int] | None) -> list[dict]:
 
 
 def arm_of(run: dict) -> str:
-    args = dict(
-        item.split("=", 1)
-        for item in filter(str.strip, run.get("arg", "").split(","))
-        if "=" in item
-    )
-    return args.get("arm", "base")
+    return _parse_arg(run.get("arg", "")).get("arm", "base")
 
 
 def run_name(run: dict) -> str:

@@ -96,7 +96,7 @@ class Claim:
     direction: int
     margin: float = 0.0
     curves: tuple[str, ...] = ("eval/pass@1",)
-    stages: tuple[Stage, ...] = ()
+    stages: tuple[Stage, ...] = (SFT_STAGE,)
     paper_value: str = ""
     measure: Callable[[list[dict], str], dict[str, float]] | None = None
     summary: Callable[[dict], dict] | None = None
@@ -108,8 +108,6 @@ class Claim:
             raise ValueError(f"Claim.margin must be >= 0, got {self.margin}")
         if self.direction == 0 and self.margin == 0:
             raise ValueError("Claim.direction 0 (no difference) needs a margin > 0")
-        if not self.stages:
-            object.__setattr__(self, "stages", (SFT_STAGE,))
 
 
 def verdict(ci: Sequence[float], direction: int, margin: float = 0.0) -> str:
