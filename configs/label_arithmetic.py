@@ -44,6 +44,11 @@ def get_config(arg=None):
     # "soft": the fraction of correct rollouts; "hard": 1 if any is correct.
     c.labels = "hard" if arg.method == "first_error_search" else arg.labels
     c.k = arg.k
+    # A prefix value at most this is an error (first error, and hard labels 1[value >
+    # threshold]); 0 is Math-Shepherd's rule. A completer that recovers from wrong
+    # steps gives them small positive values: tune it on exactly labelled solutions
+    # (labeling.tune_threshold; benchmarks/process_supervision.py does).
+    c.threshold = 0.0
     c.separator = "\n"
     # "raise" on a grader exception, or "skip" the solution and count it.
     c.on_grader_error = "raise"

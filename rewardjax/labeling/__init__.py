@@ -22,6 +22,7 @@ from rewardjax.labeling.montecarlo import (
     monte_carlo_values,
     prefix_text,
     step_labels,
+    tune_threshold,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "prm_first_errors",
     "step_label_f1",
     "step_labels",
+    "tune_threshold",
 ]

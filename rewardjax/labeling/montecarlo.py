@@ -7,8 +7,13 @@ completer policy and graded; the prefix value is the fraction graded correct
 Human Annotations"):
 
   soft label   ŷ_s = (1/K)·Σ_k 1[completion k from prefix s is correct]
-  hard label   y_s = 1[any of the K is correct]
-  first error  the first s whose value is 0 (None when there is none)
+  hard label   y_s = 1[ŷ_s > τ]     (τ = 0: any of the K is correct)
+  first error  the first s whose value is at most τ (None when there is none)
+
+τ = 0 is Math-Shepherd's hard estimation. A completer that recovers from a
+wrong prefix (recomputing from the question) gives wrong steps small positive
+values, which τ = 0 calls right; `tune_threshold` picks τ on solutions with
+known first errors, for labelling others.
 
 The last prefix is the whole solution: its value is its own grade, with no
 rollouts. Prefixes go to the sampler many at a time, each prefilled once for
@@ -40,6 +45,7 @@ import numpy as np
 from rewardjax import models, parallel, sampling
 from rewardjax.data.formats import StepLabels
 from rewardjax.data.steps import check_steps
+from rewardjax.labeling.consensus import first_error_accuracy
 from rewardjax.models.config import ModelConfig
 from rewardjax.tokenizers import Tokenizer
 from rewardjax.training.rollout import decode_completions, encode_prompts
@@ -54,6 +60,7 @@ __all__ = [
     "monte_carlo_values",
     "prefix_text",
     "step_labels",
+    "tune_threshold",
 ]
 
 # grade(problem, completion text) -> correct. A grader may raise; see `on_grader_error`.
@@ -207,29 +214,75 @@ class PrefixValues:
     seconds: float
     skipped: dict[str, int]
 
-    def first_errors(self) -> list[int | None]:
-        """First step whose value is 0, per solution (None: none, or skipped)."""
-        return [None if v is None else first_error_of_values(v) for v in self.values]
+    def first_errors(self, threshold: float = 0.0) -> list[int | None]:
+        """First step whose value is at most `threshold`, per solution (None: none, or skipped)."""
+        return [None if v is None else first_error_of_values(v, threshold) for v in self.values]
 
-    def labels(self, mode: str = "hard") -> list[list[float] | None]:
-        """Per-step labels: "hard" 1[value > 0], "soft" the value itself."""
+    def labels(self, mode: str = "hard", threshold: float = 0.0) -> list[list[float] | None]:
+        """Per-step labels: "hard" 1[value > threshold], "soft" the value itself."""
         if mode not in ("hard", "soft"):
             raise ValueError(f"label mode {mode!r}; known: hard, soft")
+        _check_threshold(threshold)
         out = []
         for v in self.values:
             if v is None:
                 out.append(None)
             elif mode == "hard":
-                out.append([float(x > 0) for x in v])
+                out.append([float(x > threshold) for x in v])
             else:
                 out.append([float(x) for x in v])
         return out
 
 
-def first_error_of_values(values: np.ndarray) -> int | None:
-    """Index of the first prefix value equal to 0 (None when every value is positive)."""
-    zero = np.flatnonzero(np.asarray(values) == 0)
-    return int(zero[0]) if zero.size else None
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold < 1.0:
+        raise ValueError(
+            f"threshold={threshold}: a prefix value at most the threshold is an error, "
+            "so it must lie in [0, 1) (1 would call every step wrong)"
+        )
+
+
+def first_error_of_values(values: np.ndarray, threshold: float = 0.0) -> int | None:
+    """Index of the first prefix value at most `threshold` (None: every value is above it).
+
+    NaN (a prefix not evaluated) is never an error.
+    """
+    _check_threshold(threshold)
+    below = np.flatnonzero(np.asarray(values, float) <= threshold)
+    return int(below[0]) if below.size else None
+
+
+def tune_threshold(
+    values: Sequence[np.ndarray | None],
+    exact_first_errors: Sequence[int | None],
+    *,
+    k: int,
+) -> tuple[float, float]:
+    """The τ in {0, 1/K, …, (K−1)/K} whose first errors best match known ones.
+
+    Args:
+      values: per solution, its prefix values (K rollouts each); None: skipped.
+      exact_first_errors: per solution, the true first error (None or −1: none).
+      k: rollouts per prefix (the values are multiples of 1/K).
+
+    Returns:
+      (τ, first-error accuracy at τ) on these solutions; ties go to the smaller τ.
+    """
+    if k < 1:
+        raise ValueError(f"k={k}: each prefix needs at least one rollout")
+    idx = [i for i, v in enumerate(values) if v is not None]
+    if not idx:
+        raise ValueError("tune_threshold: no labelled solution to tune on")
+    best = (0.0, -1.0)
+    for j in range(k):
+        tau = j / k  # a value is a mean of K 0/1 grades: exactly some j/K in floating point
+        predicted = [first_error_of_values(values[i], tau) for i in idx]
+        accuracy = first_error_accuracy(
+            predicted, [exact_first_errors[i] for i in idx], [len(values[i]) for i in idx]
+        )
+        if accuracy > best[1]:
+            best = (tau, accuracy)
+    return best
 
 
 def monte_carlo_values(

@@ -68,6 +68,13 @@ def _check(c: ml_collections.ConfigDict) -> None:
             "method='first_error_search' evaluates only the prefixes its search visits, so it "
             "gives hard labels: set labels='hard'"
         )
+    if not 0.0 <= c.threshold < 1.0:
+        raise ValueError(f"config threshold={c.threshold} must lie in [0, 1)")
+    if c.method == "first_error_search" and c.threshold:
+        raise ValueError(
+            "method='first_error_search' searches for the first prefix value of 0: set "
+            "threshold=0, or method='monte_carlo' to call values at most the threshold errors"
+        )
     if c.k < 1:
         raise ValueError(f"config k={c.k}: each prefix needs at least one rollout")
     if not c.solver.path:
@@ -141,7 +148,8 @@ def label_run(c: ml_collections.ConfigDict) -> dict:
         on_grader_error=c.on_grader_error,
     )
     if c.method == "monte_carlo":
-        labels, first_errors, extra = result.labels(c.labels), result.first_errors(), {}
+        labels = result.labels(c.labels, threshold=c.threshold)
+        first_errors, extra = result.first_errors(threshold=c.threshold), {}
     else:
         labels, first_errors = result.labels(), result.first_errors
         extra = {"rounds": result.rounds}

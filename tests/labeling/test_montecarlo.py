@@ -10,10 +10,12 @@ from rewardjax.data.tasks.arithmetic_chain import ArithmeticChain
 from rewardjax.data.tasks.base import Problem
 from rewardjax.labeling import (
     Completer,
+    first_error_of_values,
     first_error_search,
     monte_carlo_values,
     prefix_text,
     step_labels,
+    tune_threshold,
 )
 from rewardjax.tokenizers import CharTokenizer
 from rewardjax.training.rollout import decode_completions, encode_prompts
@@ -73,6 +75,49 @@ def test_a_correct_last_step_and_a_late_first_error():
     np.testing.assert_array_equal(out.values[0], [1.0, 0.5, 1.0])
     np.testing.assert_array_equal(out.values[1], [1.0, 0.5, 0.0])
     assert out.first_errors() == [None, 2]
+
+
+def test_a_threshold_calls_small_positive_values_errors():
+    # A wrong step the completer sometimes recovers from: value 1/4, not 0.
+    script = {"a\n": ["Y", "Y", "Y", "N"], "a\nb\n": ["N", "Y", "N", "N"]}
+    out = monte_carlo_values(
+        ScriptedCompleter(script),
+        [_problem()],
+        [["a", "b", "c"]],
+        k=4,
+        grade=_ends_in_y,
+        rng=jax.random.key(0),
+    )
+    np.testing.assert_array_equal(out.values[0], [0.75, 0.25, 0.0])
+    assert out.first_errors() == [2]  # Math-Shepherd's τ = 0 misses step 1
+    assert out.first_errors(threshold=0.25) == [1]
+    assert out.first_errors(threshold=0.5) == [1]
+    assert out.first_errors(threshold=0.75) == [0]
+    assert out.labels("hard", threshold=0.25) == [[1.0, 0.0, 0.0]]
+    assert out.labels("soft", threshold=0.25) == [[0.75, 0.25, 0.0]]
+    assert first_error_of_values(np.array([0.5, np.nan, 0.25]), 0.3) == 2  # NaN: not valued
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="threshold"):
+            out.first_errors(threshold=bad)
+
+
+def test_tune_threshold_picks_the_best_level_and_the_smaller_on_ties():
+    values = [
+        np.array([1.0, 0.25, 0.0]),  # exact first error 1: found for τ in [0.25, 0.5)
+        np.array([0.5, 0.25, 1.0]),  # no error: right for τ < 0.25
+        np.array([0.75, 0.25, 0.0]),  # first error 1
+        None,  # skipped: not counted
+    ]
+    exact = [1, None, 1, 0]
+    # τ = 0: 1 of 3 right; 1/4: 2 of 3; 1/2: 2 of 3 (a tie: the smaller wins); 3/4: 1 of 3.
+    tau, accuracy = tune_threshold(values, exact, k=4)
+    assert tau == 0.25
+    assert accuracy == pytest.approx(2 / 3)
+    assert tune_threshold(values[1:2], [-1], k=4) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="no labelled solution"):
+        tune_threshold([None], [None], k=4)
+    with pytest.raises(ValueError, match="k=0"):
+        tune_threshold(values, exact, k=0)
 
 
 def test_max_prefixes_rolls_out_a_cut_solution_instead_of_grading_it():

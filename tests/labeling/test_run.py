@@ -6,10 +6,12 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from configs import label_arithmetic, prm_arithmetic
 from rewardjax import models
 from rewardjax.data.formats import StepLabels, read_jsonl
+from rewardjax.labeling import PrefixValues, run
 from rewardjax.labeling.run import label_run
 from rewardjax.tokenizers import CharTokenizer
 from rewardjax.training import offline
@@ -54,6 +56,38 @@ def test_label_run_writes_step_labels_that_the_prm_trainer_reads(tmp_path):
     p.eval.num_records = 0
     out = offline.train(p, str(tmp_path / "prm"))
     assert np.isfinite(out["train/loss"])
+
+
+def test_threshold_sets_hard_labels_and_first_errors(tmp_path, monkeypatch):
+    # Every rolled-out prefix valued 1/2, the last (the outcome) 0: τ = 0 finds the
+    # error at the last step, τ = 1/2 at the first.
+    def half_values(completer, problems, solutions, *, k, **kwargs):
+        values = [np.array([0.5] * (len(s) - 1) + [0.0]) for s in solutions]
+        return PrefixValues(values, k, 0, 0, 0.0, {})
+
+    monkeypatch.setattr(run, "monte_carlo_values", half_values)
+    solver = _export(tmp_path / "sft")
+    firsts = {}
+    for threshold in (0.0, 0.5):
+        c = label_arithmetic.get_config(f"runlocal=True,solver_path={solver},labels=hard")
+        c.threshold = threshold
+        c.solver.max_new_tokens = 24
+        c.output = str(tmp_path / f"hard_{threshold}.jsonl")
+        run.label_run(c)
+        records = read_jsonl(c.output, StepLabels)
+        assert records
+        for r in records:
+            expected = [float(v > threshold) for v in r.fields["prefix_values"]]
+            assert r.labels == expected
+        firsts[threshold] = [r.first_error for r in records]
+    assert firsts[0.0] == [len(r.steps) - 1 for r in records]
+    assert firsts[0.5] == [0] * len(records)
+    c.threshold = 1.0
+    with pytest.raises(ValueError, match="threshold=1.0"):
+        run.label_run(c)
+    c.threshold, c.method = 0.25, "first_error_search"
+    with pytest.raises(ValueError, match="set threshold=0"):
+        run.label_run(c)
 
 
 def test_cli_first_error_search_prints_a_summary(tmp_path):
