@@ -35,6 +35,21 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return out
 
 
+def arg_items(arg: str | None) -> dict[str, str]:
+    """A "k=v,..." config argument as {k: v}, values left as text (no defaults checked)."""
+    items = {}
+    for item in filter(str.strip, (arg or "").split(",")):
+        key, _, value = item.partition("=")
+        items[key.strip()] = value.strip()
+    return items
+
+
+def merge_args(base: str | None, extra: str | None) -> str:
+    """Two "k=v,..." config arguments as one; `extra`'s keys win, `base`'s others stay."""
+    items = {**arg_items(base), **arg_items(extra)}
+    return ",".join(f"{k}={v}" for k, v in items.items())
+
+
 def model_block(*, preset: str = "tiny", path: str = "", tokenizer: str = "char") -> dict:
     """Which policy to load: an HF directory (`path`) or a preset trained from scratch."""
     return dict(

@@ -58,6 +58,7 @@ from typing import Any
 
 from absl import app, flags
 
+from configs import common
 from rewardjax.evaluation.reproduction import Claim, measures, verdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,21 +86,6 @@ def load(name: str):
     return module
 
 
-def _parse_arg(text: str) -> dict[str, str]:
-    """A "k=v,..." config argument as {k: v} (values left as text)."""
-    items = {}
-    for item in filter(str.strip, (text or "").split(",")):
-        key, _, value = item.partition("=")
-        items[key.strip()] = value.strip()
-    return items
-
-
-def merge_args(base: str, extra: str) -> str:
-    """Two "k=v,..." config arguments as one; `extra`'s keys win."""
-    items = {**_parse_arg(base), **_parse_arg(extra)}
-    return ",".join(f"{k}={v}" for k, v in items.items())
-
-
 def set_path(config, key: str, value) -> None:
     """config.<dotted key> = value (a mistyped key fails, naming itself)."""
     *parents, leaf = key.split(".")
@@ -123,7 +109,7 @@ def runs_of(module, seeds: Sequence[int] | None) -> list[dict]:
 
 
 def arm_of(run: dict) -> str:
-    return _parse_arg(run.get("arg", "")).get("arm", "base")
+    return common.arg_items(run.get("arg", "")).get("arm", "base")
 
 
 def run_name(run: dict) -> str:
@@ -174,7 +160,7 @@ def train_stages(
         path, _, arg = stage.config.partition(":")
         module = _module_from(os.path.join(ROOT, path))
         inputs = ",".join(f"{k}={paths[v]}" for k, v in stage.inputs.items())
-        config = module.get_config(merge_args(arg, f"runlocal={runlocal},{inputs}"))
+        config = module.get_config(common.merge_args(arg, f"runlocal={runlocal},{inputs}"))
         for key, value in stage.overrides.items():
             set_path(config, key, value)
         if runlocal:
@@ -289,7 +275,7 @@ def reproduce(
     figure: dict[str, dict[str, list]] = {}
     for run in runs:
         given = ",".join(f"{k}={v}" for k, v in {"runlocal": runlocal, **stage_args}.items())
-        arg = merge_args(run.get("arg", ""), given)
+        arg = common.merge_args(run.get("arg", ""), given)
         config = module.get_config(arg)
         for key, value in run.items():
             if key != "arg":

@@ -4,8 +4,8 @@ r"""Expand a config's `sweep(add)` into runs, run them, and tabulate the results
       --workdir /tmp/sweep --parallel 2 --metric eval/pass@1
 
 Each `add(**overrides)` call is one run: keys are config paths ("loss.kwargs.
-clip_high", "seed"); the special key `arg` replaces the config argument (the
-text after ":"). Runs with the same overrides apart from `seed` form a group.
+clip_high", "seed"); the special key `arg` is merged into the config argument (the
+text after ":"): its keys win, the command line's others (model_path=…) stay. Runs with the same overrides apart from `seed` form a group.
 `--group=base` (repeatable) runs only the named groups, e.g. the seeds of the
 unmodified config.
 
@@ -38,6 +38,8 @@ import time
 
 import numpy as np
 from absl import app, flags
+
+from configs import common
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file, optionally with :arg.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one sub-directory per run.")
@@ -99,7 +101,7 @@ def select_groups(runs: list[dict], groups: list[str]) -> list[dict]:
 
 def command(path: str, arg: str, overrides: dict, workdir: str) -> list[str]:
     overrides = dict(overrides)
-    arg = overrides.pop("arg", arg)
+    arg = common.merge_args(arg, overrides.pop("arg", ""))
     config = f"{path}:{arg}" if arg else path
     cmd = [sys.executable, "-m", "experiments.train", f"--config={config}", f"--workdir={workdir}"]
     for key, value in overrides.items():

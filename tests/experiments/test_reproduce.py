@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from configs import common
 from experiments import reproduce
 from rewardjax.evaluation.reproduction import VERDICTS, Claim, difference_keys, measures, verdict
 
@@ -57,9 +58,10 @@ def test_measures_read_the_last_evaluation_and_the_curves_quarters():
 
 
 def test_merge_args_and_set_path():
-    assert reproduce.merge_args("arm=a,runlocal=False", "runlocal=True,x=1") == (
+    assert common.merge_args("arm=a,runlocal=False", "runlocal=True,x=1") == (
         "arm=a,runlocal=True,x=1"
     )
+    assert common.arg_items(" arm = a ,, x=1") == {"arm": "a", "x": "1"}
     config = reproduce.load("clip_higher").get_config("runlocal=True")
     reproduce.set_path(config, "loss.kwargs.clip_high", 0.3)
     assert config.loss.kwargs.clip_high == 0.3

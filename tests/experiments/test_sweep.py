@@ -206,3 +206,13 @@ def test_report_writes_performance_profiles(tmp_path):
         assert curve["profile"][0] == 1.0 and curve["profile"][-1] == 0.0
         assert np.all(np.array(curve["ci_low"]) <= np.array(curve["profile"]) + 1e-12)
         assert np.all(np.array(curve["profile"]) <= np.array(curve["ci_high"]) + 1e-12)
+
+
+def test_a_sweep_arg_merges_into_the_command_line_arg():
+    # A sweep over curriculum= keeps the command line's model_path; its own keys win.
+    base = "model_path=/sft/hf,runlocal=True"
+    cmd = sweep.command("c.py", base, {"arg": "curriculum=drive,runlocal=False", "seed": 1}, "/w")
+    assert "--config=c.py:model_path=/sft/hf,runlocal=False,curriculum=drive" in cmd
+    assert "--config.seed=1" in cmd and "--workdir=/w" in cmd
+    assert "--config=c.py:model_path=/sft/hf,runlocal=True" in sweep.command("c.py", base, {}, "/w")
+    assert "--config=c.py:x=1" in sweep.command("c.py", "", {"arg": "x=1"}, "/w")
