@@ -127,10 +127,46 @@ def _read_rows(run_dir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _flat(node, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def check_same_config(config, run_dir: str) -> None:
+    """Refuses to reuse `run_dir` when the config it was trained with differs from `config`.
+
+    A finished run or stage is reused by name; one trained under other
+    overrides (an edited Claim, another --start) would otherwise pass for
+    this config's result. The trainer keeps its resolved config in
+    run_dir/config.json.
+    """
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        stored = _flat(json.load(f))
+    wanted = _flat(json.loads(json.dumps(config.to_dict(), default=str)))
+    changed = sorted(k for k in stored.keys() | wanted.keys() if stored.get(k) != wanted.get(k))
+    if changed:
+        shown = "; ".join(f"{k}: {stored.get(k)!r} -> {wanted.get(k)!r}" for k in changed[:6])
+        raise ValueError(
+            f"{run_dir} was trained with another config ({len(changed)} keys differ: {shown}). "
+            "Delete it to retrain, or use another --workdir."
+        )
+
+
 def train(config, run_dir: str) -> list[dict]:
-    """Trains `config` in `run_dir` unless its metrics already reach config.steps; its rows."""
+    """Trains `config` in `run_dir` unless its metrics already reach config.steps; its rows.
+
+    A run dir trained under another config is an error (`check_same_config`).
+    """
     from rewardjax.training.launch import train_and_evaluate
 
+    check_same_config(config, run_dir)
     rows = _read_rows(run_dir)
     if not rows or rows[-1].get("step", 0) < config.steps:
         train_and_evaluate(config, run_dir)
@@ -170,6 +206,7 @@ def train_stages(
         config.eval.every = config.steps if stage.evaluate else 0
         run_dir = os.path.join(workdir, stage.name)
         hf = os.path.join(run_dir, "hf")
+        check_same_config(config, run_dir)
         rows = _read_rows(run_dir)
         if not os.path.exists(os.path.join(hf, "config.json")):
             rows = train(config, run_dir)

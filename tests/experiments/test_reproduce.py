@@ -69,6 +69,18 @@ def test_merge_args_and_set_path():
         reproduce.set_path(config, "loss.kwargs.clip_hihg", 0.3)
 
 
+def test_a_run_dir_trained_under_another_config_is_not_reused(tmp_path):
+    from rewardjax.training.writers import write_config
+
+    config = reproduce.load("clip_higher").get_config("runlocal=True")
+    reproduce.check_same_config(config, str(tmp_path))  # nothing trained there yet
+    write_config(config, str(tmp_path))  # what the trainer keeps in its workdir
+    reproduce.check_same_config(config, str(tmp_path))
+    config.loss.kwargs.clip_high = 0.5
+    with pytest.raises(ValueError, match=r"1 keys differ: loss\.kwargs\.clip_high: 0\.2 -> 0\.5"):
+        reproduce.check_same_config(config, str(tmp_path))
+
+
 def test_unknown_reproduction_names_the_known_ones():
     with pytest.raises(ValueError, match="clip_higher"):
         reproduce.load("clip_highr")
