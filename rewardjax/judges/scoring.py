@@ -28,6 +28,7 @@ from rewardjax.models import build, lm_head_kernel
 from rewardjax.models.config import ModelConfig
 from rewardjax.models.forward import completion_hidden
 from rewardjax.tokenizers import Tokenizer
+from rewardjax.training.rollout import decode_completions
 
 __all__ = [
     "aggregate_votes",
@@ -225,9 +226,7 @@ def sample_verdicts(
         eos_ids=tokenizer.stop_ids,
         pad_id=tokenizer.pad_id,
     )
-    rows, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
-    texts = [tokenizer.decode(rows[i, : lengths[i]].tolist()) for i in range(rows.shape[0])]
-    verdicts = [parse(t) for t in texts]
+    verdicts = [parse(t) for t in decode_completions(tokenizer, out.tokens, out.lengths)]
     return [verdicts[b * num_samples : (b + 1) * num_samples] for b in range(len(prompts))]
 
 

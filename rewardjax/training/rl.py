@@ -196,40 +196,28 @@ class RLTrainer(Trainer):
         self._check_group_rules()
         self.compile_step(loss, rows=self.rows // c.updates.minibatches)
         batch_sharding = parallel.batch_sharding(self.mesh)
-        self._logprob_fn = jax.jit(
-            functools.partial(
-                forward.completion_logprobs,
-                self.policy,
-                temperature=c.rollout.temperature,
-                impl=c.logprob_impl,
-                group_size=self.prompt_group,
-            ),
-            out_shardings=batch_sharding,
-        )
+
+        def logprob_fn(model, **kwargs):
+            fn = functools.partial(
+                forward.completion_logprobs, model, impl=c.logprob_impl, **kwargs
+            )
+            return jax.jit(fn, out_shardings=batch_sharding)
+
+        sampled = dict(temperature=c.rollout.temperature, group_size=self.prompt_group)
+        self._logprob_fn = logprob_fn(self.policy, **sampled)
         # The reference's log-probs: the policy's own function, or with LoRA the
         # base model's (the same kernels, no adapters).
         self._ref_logprob_fn = self._logprob_fn
         if self.lora:
-            base_model = models.build(lora.base_config(self.model_config))
-            self._ref_logprob_fn = jax.jit(
-                functools.partial(
-                    forward.completion_logprobs,
-                    base_model,
-                    temperature=c.rollout.temperature,
-                    impl=c.logprob_impl,
-                    group_size=self.prompt_group,
-                ),
-                out_shardings=batch_sharding,
+            self._ref_logprob_fn = logprob_fn(
+                models.build(lora.base_config(self.model_config)), **sampled
             )
-        if self.lora:  # lora.merge_for_rollout: W + (α/r)·A·B once per rollout
+            # lora.merge_for_rollout: W + (α/r)·A·B once per rollout
             self._merged_config = lora.base_config(self.model_config)
             self._merge = jax.jit(lambda p: lora.merge(self.model_config, p)[1])
         if self.rewards.device_sources:
             # Likelihood rewards read the policy's own distribution (temperature 1).
-            self._forced_logprob_fn = jax.jit(
-                functools.partial(forward.completion_logprobs, self.policy, impl=c.logprob_impl),
-                out_shardings=batch_sharding,
-            )
+            self._forced_logprob_fn = logprob_fn(self.policy)
         if self.critic is not None:
             self._value_fn = jax.jit(
                 functools.partial(forward.completion_values, self.critic),
