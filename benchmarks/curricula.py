@@ -179,21 +179,6 @@ def run_arm(arm: str, sft_hf: str, seed: int, cpu: dict) -> dict:
     return stages.cached_stage(_WORKDIR.value, name, run, cpu)
 
 
-def aggregate(per_seed: dict[str, list]) -> dict:
-    """Mean, rliable 95% CI and per-seed values of each key (None values left out)."""
-    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
-
-    values = {k: [x for x in v if x is not None] for k, v in per_seed.items()}
-    intervals = mean_ci_over_seeds({k: v for k, v in values.items() if v}, reps=2000)
-    out: dict = {}
-    for key, row in per_seed.items():
-        if key in intervals:
-            out[key] = intervals[key]["mean"]
-            out[f"{key}_ci95"] = [intervals[key]["ci_low"], intervals[key]["ci_high"]]
-        out[f"{key}_per_seed"] = row
-    return out
-
-
 def named_figures(per_seed: dict[str, list]) -> dict:
     """The issue's names for the headline figures (means over seeds, as in the aggregate)."""
     out = {}
@@ -246,7 +231,7 @@ def main(argv):
         "task": {"num_steps": list(TASK["num_steps"]), "hard_steps": HARD_STEPS},
         "row_budget": stages.scaled_steps(STEPS, _SCALE.value) * PROMPTS * GROUP,
         "sft_pass_at_1": sft_eval.get("pass@1"),
-        **aggregate(per_seed),
+        **stages.seed_aggregate(per_seed),
         **named_figures(per_seed),
         "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
         "wall_s": round(time.time() - start, 1),

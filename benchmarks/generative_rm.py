@@ -294,21 +294,6 @@ def rl_stage(name: str, config, cpu: dict) -> dict:
     return stages.cached_stage(_WORKDIR.value, name, run, cpu)
 
 
-def aggregate(per_seed: dict[str, list]) -> dict:
-    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
-
-    # A value that is not finite (an AUROC with one class only) leaves its seed out.
-    finite = {k: [x for x in v if np.isfinite(x)] for k, v in per_seed.items()}
-    intervals = mean_ci_over_seeds({k: v for k, v in finite.items() if v}, reps=2000)
-    out: dict = {}
-    for key, row in per_seed.items():
-        if key in intervals:
-            out[key] = intervals[key]["mean"]
-            out[f"{key}_ci95"] = [intervals[key]["ci_low"], intervals[key]["ci_high"]]
-        out[f"{key}_per_seed"] = [x if np.isfinite(x) else None for x in row]
-    return out
-
-
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -405,7 +390,7 @@ def main(argv):
         "policy_sft_pass_at_1": sft_eval["pass@1"],
         "eval_solutions": len(data.labels),
         "eval_solutions_correct_frac": float(data.labels.mean()),
-        **aggregate(per_seed),
+        **stages.seed_aggregate(per_seed),
         "eval_pairs": len(data.pairs),
         "eval_solutions_with_error_frac": float(np.mean(data.first_errors >= 0)),
         "parts": parts,

@@ -270,7 +270,6 @@ def rl_comparison(args) -> dict:
     import jax
     import stages
 
-    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
     from rewardjax.training import rl
 
     os.makedirs(args.workdir, exist_ok=True)
@@ -309,16 +308,9 @@ def rl_comparison(args) -> dict:
                 per_seed.setdefault(f"{arm}_minus_full", []).append(
                     per_seed[f"{arm}_gain"][-1] - per_seed["full_gain"][-1]
                 )
-    intervals = mean_ci_over_seeds(per_seed, reps=2000)
     out: dict = {"bench": "lora_rl", "seeds": seeds, "scale": args.scale}
     out["sft_pass_at_1"] = round(start["pass@1"], 4)
-    for key, row in per_seed.items():
-        out[key] = round(intervals[key]["mean"], 4)
-        out[f"{key}_ci95"] = [
-            round(intervals[key]["ci_low"], 4),
-            round(intervals[key]["ci_high"], 4),
-        ]
-        out[f"{key}_per_seed"] = [round(x, 4) for x in row]
+    out.update(stages.seed_aggregate(per_seed, digits=4))
     out["trainable_params"] = trainable
     out["arms"] = {a: dict(v) for a, v in RL_ARMS.items()}
     out["rl_steps"] = stages.scaled_steps(RL_STEPS, args.scale)

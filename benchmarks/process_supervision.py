@@ -114,6 +114,9 @@ THROUGHPUT_PREFIXES, THROUGHPUT_REPEATS = 64, 3
 # CPU minutes for three seeds; the cross-fitted labellers take half, the same
 # epochs over their half of the solutions.
 PRM_STEPS, FOLD_PRM_STEPS, PRM_LR = 800, 400, 5e-4
+# The generated arms: the PRM trainer's own data (reward_models' PRM: 16,384 solutions,
+# 2,000 steps), half as many solutions and steps (the same four epochs), MC-labelled.
+GEN_SOLUTIONS, GEN_ERROR_RATE, GEN_PRM_STEPS = 8192, 0.5, 1000
 NUM_EVAL = 500
 TARGETS = dict(
     mc_first_error_accuracy_k8=0.90,
@@ -320,6 +323,8 @@ def _label_seed(setup: Setup, rows: Rows, seed: int, cpu: dict) -> dict:
             out[f"mc_step_f1_k{k}"] = hard["step_f1"]
             out[f"mc_step_f1_soft_k{k}"] = soft_scores["step_f1"]
             out[f"mc_rollouts_k{k}"] = values.rollouts
+            if k == OMEGA_K:  # for the tuned threshold (_tuned_threshold)
+                out[f"mc_values_k{k}"] = _values_json(values)
         found = labeling.first_error_search(
             setup.completer, rows.problems, rows.steps, k=OMEGA_K, rng=_key(seed, 2), **common
         )
@@ -335,6 +340,38 @@ def _label_seed(setup: Setup, rows: Rows, seed: int, cpu: dict) -> dict:
         return out
 
     return stages.cached_stage(_WORKDIR.value, f"labels_seed{seed}", run, cpu)
+
+
+def _values_json(values) -> list:
+    return [None if v is None else [float(x) for x in v] for v in values.values]
+
+
+def _values_of(stored: list) -> list:
+    return [None if v is None else np.asarray(v, float) for v in stored]
+
+
+def _tuned_threshold(setup: Setup, held: Rows, seed: int, cpu: dict) -> dict:
+    """MC first errors at K = OMEGA_K with τ tuned on this seed's train-split solutions.
+
+    τ (first error: the first prefix value ≤ τ; Math-Shepherd's hard rule is
+    τ = 0) maximises first-error accuracy against the exact labels of the prm
+    part's train-split solutions, then labels the held-out solutions of the
+    labels part: no held-out label chooses it.
+    """
+    from rewardjax import labeling
+
+    _, train, _, _, train_values = _prm_labels(setup, seed, cpu)
+    tau, train_accuracy = labeling.tune_threshold(train_values, train.exact_first, k=OMEGA_K)
+    values = _values_of(_label_seed(setup, held, seed, cpu)[f"mc_values_k{OMEGA_K}"])
+    first = [None if v is None else labeling.first_error_of_values(v, tau) for v in values]
+    labels = [None if v is None else [float(x > tau) for x in v] for v in values]
+    scores = _scores(first, labels, held)
+    return {
+        f"mc_threshold_k{OMEGA_K}": tau,
+        f"mc_threshold_train_accuracy_k{OMEGA_K}": train_accuracy,
+        f"mc_first_error_accuracy_tuned_k{OMEGA_K}": scores["first_error_accuracy"],
+        f"mc_step_f1_tuned_k{OMEGA_K}": scores["step_f1"],
+    }
 
 
 def _throughput(setup: Setup, rows: Rows, seed: int, cpu: dict) -> dict:
@@ -411,7 +448,7 @@ def _write_records(path: str, rows: Rows, labels, first_errors) -> int:
     return write_jsonl(path, records)
 
 
-def _prm_labels(setup: Setup, seed: int, cpu: dict) -> tuple[str, Rows, list, dict]:
+def _prm_labels(setup: Setup, seed: int, cpu: dict) -> tuple[str, Rows, list, dict, list]:
     """Train-split solutions of this seed with MC K = 8 soft labels and exact labels, as JSONL.
 
     Writes mc.jsonl, exact.jsonl and fold_{a,b}.jsonl (MC labels of each half).
@@ -454,12 +491,67 @@ def _prm_labels(setup: Setup, seed: int, cpu: dict) -> tuple[str, Rows, list, di
             mc_first_error_accuracy=_scores(first, values.labels("hard"), rows)[
                 "first_error_accuracy"
             ],
+            mc_values=_values_json(values),
             rollouts=values.rollouts,
         )
 
     result = stages.cached_stage(_WORKDIR.value, name, run, cpu)
     rows = _rows_of(setup, result, split="train", problem_seed=seed)
-    return stage_dir, rows, result["mc_first_errors"], result["skipped"]
+    values = _values_of(result["mc_values"])
+    return stage_dir, rows, result["mc_first_errors"], result["skipped"], values
+
+
+def _generated_labels(setup: Setup, seed: int, cpu: dict) -> tuple[str, dict]:
+    """The PRM trainer's own generated train solutions (GEN_SOLUTIONS, half with an injected
+    error: the distribution of the held-out set), labelled by MC at K = OMEGA_K (soft).
+
+    Writes mc_generated.jsonl (MC labels) and exact_generated.jsonl (the task's).
+    """
+    from rewardjax import labeling
+    from rewardjax.data import generators
+
+    name = f"prm_generated_labels_seed{seed}"
+    stage_dir = os.path.join(_WORKDIR.value, name)
+
+    def run():
+        n = _size(GEN_SOLUTIONS)
+        records = generators.step_labels(
+            setup.task, num=n, error_rate=GEN_ERROR_RATE, split="train", seed=seed
+        )
+        rows = Rows(
+            setup.problems(range(n), "train", seed),
+            list(range(n)),
+            [list(r.steps) for r in records],
+            [list(r.labels) for r in records],
+            [labeling.normalise_first_error(r.first_error, len(r.steps)) for r in records],
+        )
+        values = labeling.monte_carlo_values(
+            setup.completer,
+            rows.problems,
+            rows.steps,
+            k=OMEGA_K,
+            grade=setup.grade,
+            rng=_key(seed, 6),
+            separator=SEPARATOR,
+        )
+        first = values.first_errors()
+        _write_records(
+            os.path.join(stage_dir, "mc_generated.jsonl"), rows, values.labels("soft"), first
+        )
+        exact_first = [None if f < 0 else f for f in rows.exact_first]
+        _write_records(
+            os.path.join(stage_dir, "exact_generated.jsonl"), rows, rows.exact, exact_first
+        )
+        return dict(
+            solutions=n,
+            with_error=float(np.mean([f >= 0 for f in rows.exact_first])),
+            generated_mc_first_error_accuracy=_scores(first, values.labels("hard"), rows)[
+                "first_error_accuracy"
+            ],
+            rollouts=values.rollouts,
+        )
+
+    return stage_dir, stages.cached_stage(_WORKDIR.value, name, run, cpu)
 
 
 def _fold_mask(rows: Rows, fold: str) -> list[bool]:
@@ -528,9 +620,22 @@ def _consensus(setup, seed, labels_dir, rows: Rows, mc_first, cpu) -> dict:
 
 
 def _prm_seed(setup: Setup, seed: int, cpu: dict) -> dict:
-    labels_dir, rows, mc_first, skipped = _prm_labels(setup, seed, cpu)
+    labels_dir, rows, mc_first, skipped, _ = _prm_labels(setup, seed, cpu)
     consensus = _consensus(setup, seed, labels_dir, rows, mc_first, cpu)
+    generated_dir, generated = _generated_labels(setup, seed, cpu)
     out = dict(consensus)
+    out["generated_mc_first_error_accuracy"] = generated["generated_mc_first_error_accuracy"]
+    for arm in ("mc_generated", "exact_generated"):
+        result = stages.train_stage(
+            _WORKDIR.value,
+            f"prm_{arm}_seed{seed}",
+            _prm_config(
+                setup.sft_hf, os.path.join(generated_dir, f"{arm}.jsonl"), seed, GEN_PRM_STEPS
+            ),
+            cpu,
+        )
+        out[f"prm_{arm}_processbench_f1"] = result["processbench_f1"]
+        out[f"prm_{arm}_step_auroc"] = result.get("step_auroc")
     arms = {
         "mc": os.path.join(labels_dir, "mc.jsonl"),
         "consensus": os.path.join(
@@ -683,27 +788,6 @@ def _rl_seed(setup: Setup, seed: int, cpu: dict) -> dict:
 COUNTS = ("mc_rollouts_", "omega_rollouts", "omega_rounds", "prm_train_solutions")
 
 
-def _aggregate(per_seed: dict[str, list]) -> dict:
-    """Mean, rliable 95% CI (`_ci95`) and per-seed values of each key (seeds without one left out)."""
-    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
-
-    values = {
-        k: [x for x in v if x is not None] for k, v in per_seed.items() if not k.startswith(COUNTS)
-    }
-    intervals = mean_ci_over_seeds(values, reps=2000)
-    out: dict = {}
-    for key, row in per_seed.items():
-        if key.startswith(COUNTS):
-            out[key] = float(np.mean(row))
-        elif key in intervals:
-            out[key] = intervals[key]["mean"]
-            out[f"{key}_ci95"] = [intervals[key]["ci_low"], intervals[key]["ci_high"]]
-        else:
-            out[key] = None
-        out[f"{key}_per_seed"] = row
-    return out
-
-
 def _targets(result: dict) -> dict[str, bool | None]:
     def get(key):
         return result.get(key)
@@ -717,11 +801,21 @@ def _targets(result: dict) -> dict[str, bool | None]:
             get("omega_rollout_ratio") <= TARGETS["omega_rollout_ratio"]
             and get("omega_accuracy_gap") <= TARGETS["omega_accuracy_gap"]
         )
+
+    def at_least_as(key, target):
+        return None if get(key) is None else get(key) >= TARGETS[target]
+
     return dict(
         mc_first_error_accuracy_k8=at_least("mc_first_error_accuracy_k8"),
+        mc_first_error_accuracy_tuned_k8=at_least_as(
+            "mc_first_error_accuracy_tuned_k8", "mc_first_error_accuracy_k8"
+        ),
         omega_rollouts_within_accuracy=omega,
         labeling_speedup_vs_naive=at_least("labeling_speedup_vs_naive"),
         prm_mc_processbench_f1=at_least("prm_mc_processbench_f1"),
+        prm_mc_generated_processbench_f1=at_least_as(
+            "prm_mc_generated_processbench_f1", "prm_mc_processbench_f1"
+        ),
     )
 
 
@@ -762,7 +856,8 @@ def main(argv):
     if "labels" in parts:
         rows, sampled = _label_solutions(setup, cpu)
         for seed in seeds:
-            row = _label_seed(setup, rows, seed, cpu)
+            row = dict(_label_seed(setup, rows, seed, cpu))
+            row.pop(f"mc_values_k{OMEGA_K}")
             collect(row, row)
         speed = _throughput(setup, rows, seeds[0], cpu)
         result.update(
@@ -790,17 +885,26 @@ def main(argv):
             "prm_consensus_step_auroc",
             "prm_exact_step_auroc",
             "prm_train_solutions",
+            "generated_mc_first_error_accuracy",
+            "prm_mc_generated_processbench_f1",
+            "prm_exact_generated_processbench_f1",
+            "prm_mc_generated_step_auroc",
+            "prm_exact_generated_step_auroc",
         )
         for seed in seeds:
             row = _prm_seed(setup, seed, cpu)
             collect(row, keys)
             result.setdefault("prm_train_skipped_per_seed", []).append(row["prm_train_skipped"])
+    if "labels" in parts and "prm" in parts:
+        for seed in seeds:
+            row = _tuned_threshold(setup, rows, seed, cpu)
+            collect(row, row)
     if "rl" in parts:
         for seed in seeds:
             _prm_seed(setup, seed, cpu)  # the PRM of the credit arms (cached when prm ran)
             row = _rl_seed(setup, seed, cpu)
             collect(row, row)
-    result.update(_aggregate(per_seed))
+    result.update(stages.seed_aggregate(per_seed, counts=COUNTS))
     result["targets"] = _targets(result)
     result["cpu_s"] = {k: round(v, 1) for k, v in cpu.items()}
     result["wall_s"] = round(time.time() - start, 1)

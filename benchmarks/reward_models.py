@@ -131,7 +131,6 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # checkpoint chatter; progress bars stay
     import rewardjax.objectives  # noqa: F401
-    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
 
     if _FRESH.value:
         shutil.rmtree(_WORKDIR.value, ignore_errors=True)
@@ -151,12 +150,8 @@ def main(argv):
     # Mean and 95% bootstrap CI over seeds (rliable), as experiments/sweep.py tabulates.
     headline = {key: [e[metric] for e in evals[stage]] for stage, (metric, key) in HEADLINE.items()}
     headline["dpo_pass_at_1_gain"] = [p - sft_eval["pass@1"] for p in headline["dpo_pass_at_1"]]
-    intervals = mean_ci_over_seeds(headline, reps=2000)
     result = {"bench": "reward_models", "seeds": seeds, "scale": _SCALE.value}
-    for key, row in intervals.items():
-        result[key] = row["mean"]
-        result[f"{key}_ci95"] = [row["ci_low"], row["ci_high"]]
-        result[f"{key}_per_seed"] = headline[key]
+    result.update(stages.seed_aggregate(headline))
 
     def mean(stage, metric):
         return float(np.mean([e[metric] for e in evals[stage]]))

@@ -54,6 +54,44 @@ def sft_start_config(steps: int, seed: int):
     return c
 
 
+def seed_aggregate(
+    per_seed: dict[str, list], *, counts: tuple[str, ...] = (), digits: int | None = None
+) -> dict:
+    """Mean, rliable 95% CI (`<key>_ci95`) and per-seed values (`<key>_per_seed`) of each key.
+
+    A value that is None or not finite (an AUROC over one class, a stage that
+    did not run) leaves its seed out of the mean and is None in `_per_seed`; a
+    key with no value left has mean None. Keys starting with one of `counts`
+    (rollouts, solutions: the same for every seed) get their plain mean only.
+    `digits`: round the figures.
+    """
+    import math
+
+    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
+
+    def finite(x) -> bool:
+        return x is not None and math.isfinite(x)
+
+    def rnd(x):
+        return x if digits is None or x is None else round(x, digits)
+
+    kept = {k: [x for x in v if finite(x)] for k, v in per_seed.items()}
+    intervals = mean_ci_over_seeds(
+        {k: v for k, v in kept.items() if v and not k.startswith(counts)}, reps=2000
+    )
+    out: dict = {}
+    for key, row in per_seed.items():
+        if key.startswith(counts):
+            out[key] = rnd(sum(kept[key]) / len(kept[key])) if kept[key] else None
+        elif key in intervals:
+            out[key] = rnd(intervals[key]["mean"])
+            out[f"{key}_ci95"] = [rnd(intervals[key]["ci_low"]), rnd(intervals[key]["ci_high"])]
+        else:
+            out[key] = None
+        out[f"{key}_per_seed"] = [rnd(x) if finite(x) else None for x in row]
+    return out
+
+
 def rounded(result: dict) -> dict:
     return {k: round(v, 4) for k, v in result.items() if isinstance(v, float)}
 

@@ -1,5 +1,7 @@
 """The shared benchmark method: sides in turn, medians with spread, the load on record."""
 
+import pytest
+
 from benchmarks import method
 
 
@@ -33,3 +35,24 @@ def test_a_busy_machine_is_flagged():
 def test_the_fastest_thread_count_is_chosen():
     assert method.best_threads(lambda n: {1: 0.4, 2: 0.9}[n]) == 1
     assert method.best_threads(lambda n: {1: 0.9, 2: 0.4}[n]) == 2
+
+
+def test_seed_aggregate_leaves_out_missing_seeds_and_averages_counts():
+    from benchmarks import stages
+    from rewardjax.evaluation.aggregates import mean_ci_over_seeds
+
+    per_seed = {
+        "f1": [0.5, 0.7, 0.9],
+        "auroc": [0.6, float("nan"), 0.8],  # one class only in seed 1
+        "gain": [None, None, None],  # a stage that never ran
+        "rollouts": [100, 100, 100],
+    }
+    out = stages.seed_aggregate(per_seed, counts=("rollouts",))
+    ci = mean_ci_over_seeds({"f1": [0.5, 0.7, 0.9]}, reps=2000)["f1"]
+    assert out["f1"] == ci["mean"] == pytest.approx(0.7)
+    assert out["f1_ci95"] == [ci["ci_low"], ci["ci_high"]]
+    assert out["auroc"] == pytest.approx(0.7) and out["auroc_per_seed"] == [0.6, None, 0.8]
+    assert out["gain"] is None and "gain_ci95" not in out
+    assert out["rollouts"] == 100 and "rollouts_ci95" not in out
+    rounded = stages.seed_aggregate({"f1": [0.12345, 0.23456]}, digits=2)
+    assert rounded["f1_per_seed"] == [0.12, 0.23]
