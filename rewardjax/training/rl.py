@@ -53,6 +53,11 @@ from rewardjax.training.rollout import (
 
 Array = jax.Array
 
+# The hint path's reward-seed namespace: main-path rounds use step·R + r, hinted
+# groups HINT_SEED_OFFSET + step·R + r, so step-seeded shaping (noise flips) never
+# draws the same numbers for a hinted batch and a main batch.
+HINT_SEED_OFFSET = 1 << 40
+
 
 class RLTrainer(Trainer):
     """Owns the models, state and data of one RL run; `run()` trains to `config.steps`."""
@@ -445,7 +450,7 @@ class RLTrainer(Trainer):
                 lengths=lengths,
                 truncated=truncated,
                 tokens=out.tokens,
-                # A distinct seed per curation round (step-seeded shaping, e.g. noise flips).
+                # A distinct seed per curation round (step-seeded shaping, e.g. noise flips; rounds ≥ 1).
                 step=self.step * c.curation.max_rounds + rounds,
                 device_scores=self._likelihood_rewards(prompt_tokens, prompt_mask, texts, problems),
             )
@@ -599,7 +604,8 @@ class RLTrainer(Trainer):
             lengths=rows["lengths"],
             truncated=rows["truncated"],
             tokens=rows["tokens"],
-            step=(self.step * self.config.curation.max_rounds + round_) * 2 + 1,
+            # Step-seeded shaping draws apart from every main-path round's (step·R + r < 2^40).
+            step=HINT_SEED_OFFSET + self.step * self.config.curation.max_rounds + round_,
         )
         rates = guidance.write_groups(arrays, picks, rows, scores, info, group=g)
         for problem, (_, _, lines), rate in zip(chosen, picks, rates):

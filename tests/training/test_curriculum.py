@@ -698,11 +698,29 @@ def guided_trainer(tmp_path_factory):
     return rl.RLTrainer(c, str(tmp_path_factory.mktemp("guided")))
 
 
-def test_trainer_hints_prefix_the_failed_groups(guided_trainer):
+def test_trainer_hints_prefix_the_failed_groups(guided_trainer, monkeypatch):
     trainer = guided_trainer
     g, width = trainer.group_size, trainer.config.rollout.max_new_tokens
     lines_before = dict(trainer.curriculum.hint_lines)
+    seeds = []
+
+    class Recorder:  # the reward seeds (`step`) of the main and the hinted rows
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, *args, **kwargs):
+            seeds.append(kwargs["step"])
+            return self.inner(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "rewards", Recorder(trainer.rewards))
     batch, problems, metrics = trainer.collect()
+    # Main rows seed step·R + r (r counts rounds from 1); the hinted rows of that
+    # round the same number in another namespace, never a main seed.
+    rounds = trainer.config.curation.max_rounds
+    assert seeds == [trainer.step * rounds + 1, rl.HINT_SEED_OFFSET + trainer.step * rounds + 1]
     # The random policy fails every group; two (max_groups) are hinted.
     assert metrics["curriculum/fail_groups"] == 4.0
     assert metrics["curriculum/hint_groups"] == 2.0
