@@ -59,6 +59,7 @@ from typing import Any
 from absl import app, flags
 
 from configs import common
+from rewardjax.evaluation import curves
 from rewardjax.evaluation.reproduction import Claim, measures, verdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,14 +120,6 @@ def run_name(run: dict) -> str:
 # ------------------------------------------------------------------ running
 
 
-def _read_rows(run_dir: str) -> list[dict]:
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _flat(node, prefix: str = "") -> dict[str, Any]:
     if not isinstance(node, dict):
         return {prefix: node}
@@ -167,10 +160,10 @@ def train(config, run_dir: str) -> list[dict]:
     from rewardjax.training.launch import train_and_evaluate
 
     check_same_config(config, run_dir)
-    rows = _read_rows(run_dir)
+    rows = curves.read_rows(run_dir)
     if not rows or rows[-1].get("step", 0) < config.steps:
         train_and_evaluate(config, run_dir)
-        rows = _read_rows(run_dir)
+        rows = curves.read_rows(run_dir)
     return rows
 
 
@@ -207,7 +200,7 @@ def train_stages(
         run_dir = os.path.join(workdir, stage.name)
         hf = os.path.join(run_dir, "hf")
         check_same_config(config, run_dir)
-        rows = _read_rows(run_dir)
+        rows = curves.read_rows(run_dir)
         if not os.path.exists(os.path.join(hf, "config.json")):
             rows = train(config, run_dir)
         if stage.evaluate:
@@ -225,15 +218,10 @@ def _module_from(path: str):
     return module
 
 
-def curve(rows: list[dict], key: str) -> tuple[list[int], list[float]]:
-    points = [(r["step"], float(r[key])) for r in rows if isinstance(r.get(key), int | float)]
-    return [p[0] for p in points], [p[1] for p in points]
-
-
 def plot(
     path: str,
     name: str,
-    curves: dict[str, dict[str, list]],
+    arm_curves: dict[str, dict[str, list]],
     keys: Sequence[str],
     found: dict[str, dict[int, dict[str, float]]],
 ) -> None:
@@ -265,16 +253,17 @@ def plot(
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             continue
-        for arm, runs in curves.items():
-            runs = [r for r in runs[key] if r[1]]
-            if not runs:
+        for arm, runs in arm_curves.items():
+            mean = curves.mean_curve(runs[key])
+            if mean is None:
                 continue
-            length = min(len(r[1]) for r in runs)
-            values = np.mean([r[1][:length] for r in runs], axis=0)
-            if length == 1:  # an arm measured once (e.g. the unchanged start): a reference line
+            steps, values = mean
+            if (
+                len(values) == 1
+            ):  # an arm measured once (e.g. the unchanged start): a reference line
                 ax.axhline(values[0], linestyle="--", color="gray", label=arm)
             else:
-                ax.plot(runs[0][0][:length], values, marker="o" if length < 8 else None, label=arm)
+                ax.plot(steps, values, marker="o" if len(values) < 8 else None, label=arm)
         ax.set_xlabel("step")
         ax.set_title(key, fontsize=9)
         ax.grid(alpha=0.3)
@@ -326,7 +315,7 @@ def reproduce(
         found.setdefault(arm, {})[seed] = values
         for key in claim.curves:
             if key != "pass@k":
-                figure.setdefault(arm, {}).setdefault(key, []).append(curve(rows, key))
+                figure.setdefault(arm, {}).setdefault(key, []).append(curves.curve(rows, key))
     arm, base = claim.compare
     paired = sorted(set(found[arm]) & set(found[base]))
     if claim.metric not in found[arm][paired[0]]:

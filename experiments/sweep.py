@@ -40,6 +40,7 @@ import numpy as np
 from absl import app, flags
 
 from configs import common
+from rewardjax.evaluation import curves
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file, optionally with :arg.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory holding one sub-directory per run.")
@@ -110,15 +111,8 @@ def command(path: str, arg: str, overrides: dict, workdir: str) -> list[str]:
 
 
 def read_curve(run_dir: str, metric: str) -> tuple[list[int], list[float]]:
-    steps, values = [], []
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                record = json.loads(line)
-                if metric in record and isinstance(record[metric], int | float):
-                    steps.append(record["step"])
-                    values.append(float(record[metric]))
+    """The metric's curve from metrics.jsonl, else its one value from summary.json (a.b path)."""
+    steps, values = curves.curve(curves.read_rows(run_dir), metric)
     if not values:
         summary = os.path.join(run_dir, "summary.json")
         if os.path.exists(summary):
@@ -271,21 +265,20 @@ def markdown_tables(
     return lines
 
 
-def plot(path: str, curves: dict[str, list[tuple[list[int], list[float]]]], metric: str) -> None:
+def plot(
+    path: str, group_curves: dict[str, list[tuple[list[int], list[float]]]], metric: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, runs in curves.items():
-        runs = [r for r in runs if r[1]]
-        if not runs:
+    for name, runs in group_curves.items():
+        mean = curves.mean_curve(runs)
+        if mean is None:
             continue
-        length = min(len(r[1]) for r in runs)
-        steps = runs[0][0][:length]
-        values = np.mean([r[1][:length] for r in runs], axis=0)
-        ax.plot(steps, values, marker="o" if length == 1 else None, label=name)
+        ax.plot(*mean, marker="o" if len(mean[1]) == 1 else None, label=name)
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
