@@ -23,7 +23,10 @@ Parts (--parts, default all three):
           first-error accuracy and step-label F1 (positive class: a wrong
           step), hard (1[any rollout correct]; first error = first value 0)
           and soft (the value, thresholded at 0.5; first error = first value
-          below 0.5); and OmegaPRM-style binary search at K = 8 on the same
+          below 0.5); with the prm part, hard labels at a threshold τ tuned
+          on that part's train-split solutions (first error = first value
+          ≤ τ; `labeling.tune_threshold`), scored on these held-out ones;
+          and OmegaPRM-style binary search at K = 8 on the same
           solutions: its rollouts over Math-Shepherd's at K = 8 and its
           first-error accuracy beside MC's. Throughput, once: 64 prefixes ×
           K = 8 labelled (sampled, decoded, graded) by one batched
@@ -44,7 +47,12 @@ Parts (--parts, default all three):
           trained on each half's MC labels (400 steps: the same epochs)
           scores the other half, and a solution is kept where that PRM's
           first error (first step below 0.5) is MC's first error (first
-          value 0), as `labeling.run.label_run` filters.
+          value 0), as `labeling.run.label_run` filters. Generated arms: the
+          PRM trainer's own training solutions (16,384 train-split
+          demonstrations, half with an injected error: the distribution of
+          the held-out set) labelled by MC at K = 8 (soft), against their
+          exact labels (that arm is reward_models' PRM: same solutions,
+          steps and seeds), 2,000 steps each.
   rl      per seed, seven RL arms from the SFT start, 150 steps of 16 prompts
           × 8 samples (lr 2e-4), scored by held-out pass@1 (200 test-split
           problems × 8 samples): outcome-only GRPO and PRIME online
@@ -58,11 +66,12 @@ Parts (--parts, default all three):
           solution, step length, PRM total on correct vs incorrect rows, at
           the first and last tenth of training). Gains are paired by seed.
 
-Targets: MC first-error accuracy ≥ 0.90 at K = 8 (hard); OmegaPRM rollouts ≤
+Targets: MC first-error accuracy ≥ 0.90 at K = 8 (hard, τ = 0 and tuned τ); OmegaPRM rollouts ≤
 0.5 × Math-Shepherd's at K = 8, counted only with its first-error accuracy
 within 2 points of MC's; labelling ≥ 3× faster batched than one call per
-prefix; PRM on MC labels ProcessBench F1 ≥ 0.75 (the PRM on exact generated
-labels, reward_models at 2,000 steps: 0.935).
+prefix; PRM on MC labels ProcessBench F1 ≥ 0.75, on policy solutions and on
+generated ones (the PRM on exact generated labels, reward_models at 2,000
+steps: 0.935).
 
 Prints a JSON line last: per-seed metrics as mean, `<key>_ci95` (rliable 95%
 bootstrap over seeds, as experiments/sweep.py) and `<key>_per_seed`;
@@ -70,7 +79,9 @@ mc_first_error_accuracy_k{4,8,16} (hard) and _soft_k*, mc_step_f1_k* and
 _soft_k*, omega_first_error_accuracy, omega_rollout_ratio,
 omega_accuracy_gap (MC K = 8 hard minus OmegaPRM), prm_mc_processbench_f1,
 prm_consensus_processbench_f1, prm_exact_processbench_f1,
-consensus_kept_fraction; prime_pass_at_1_gain_vs_outcome,
+consensus_kept_fraction, prm_mc_generated_processbench_f1,
+prm_exact_generated_processbench_f1, generated_mc_first_error_accuracy,
+mc_threshold_k8, mc_first_error_accuracy_tuned_k8; prime_pass_at_1_gain_vs_outcome,
 pav_pass_at_1_gain_vs_outcome, minform_minus_sumform_pass_at_1 and each arm's
 rl_<arm>_pass_at_1; labeling_speedup_vs_naive with the load averages;
 `targets` (each target, met or not) and CPU seconds per stage.
@@ -114,9 +125,9 @@ THROUGHPUT_PREFIXES, THROUGHPUT_REPEATS = 64, 3
 # CPU minutes for three seeds; the cross-fitted labellers take half, the same
 # epochs over their half of the solutions.
 PRM_STEPS, FOLD_PRM_STEPS, PRM_LR = 800, 400, 5e-4
-# The generated arms: the PRM trainer's own data (reward_models' PRM: 16,384 solutions,
-# 2,000 steps), half as many solutions and steps (the same four epochs), MC-labelled.
-GEN_SOLUTIONS, GEN_ERROR_RATE, GEN_PRM_STEPS = 8192, 0.5, 1000
+# The generated arms: the PRM trainer's own data at reward_models' scale (16,384
+# solutions, 2,000 steps: the exact arm is reward_models' PRM), MC-labelled.
+GEN_SOLUTIONS, GEN_ERROR_RATE, GEN_PRM_STEPS = 16384, 0.5, 2000
 NUM_EVAL = 500
 TARGETS = dict(
     mc_first_error_accuracy_k8=0.90,
