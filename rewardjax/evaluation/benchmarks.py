@@ -38,6 +38,9 @@ import numpy as np
 from rewardjax.data.steps import first_error_label
 from rewardjax.evaluation.rm_metrics import (
     REWARDBENCH_SECTIONS,
+    _int_vector,
+    _rows_of,
+    _vector,
     first_error_steps,
     processbench_from_predictions,
     rewardbench2_ties_score,
@@ -68,27 +71,7 @@ def _subset_names(subsets: Sequence[str], known: Sequence[str], benchmark: str) 
 
 
 def _finite_vector(values: Any, name: str, num_rows: int) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D [B], got shape {array.shape}")
-    if array.shape[0] != num_rows:
-        raise ValueError(f"{name} has {array.shape[0]} rows but subsets has {num_rows}")
-    bad = np.flatnonzero(~np.isfinite(array))
-    if bad.size:
-        raise ValueError(f"{name}[{bad[0]}] is {array[bad[0]]}: scores must be finite")
-    return array
-
-
-def _int_vector(values: Any, name: str, num_rows: int) -> np.ndarray:
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D [B], got shape {array.shape}")
-    if array.shape[0] != num_rows:
-        raise ValueError(f"{name} has {array.shape[0]} rows but subsets has {num_rows}")
-    if array.size and array.dtype.kind not in "iu":
-        if array.dtype.kind != "f" or not np.all(np.mod(array, 1) == 0):
-            raise ValueError(f"{name} must be integers, got {array.tolist()[:5]}")
-    return array.astype(np.int64)
+    return _rows_of(_vector(values, name, allow_empty=True), name, num_rows, "subsets")
 
 
 # --------------------------------------------------------------------------- RewardBench
@@ -267,7 +250,7 @@ def rewardbench2_scores(
         raise ValueError("subsets is empty")
     if len(scores) != names.size:
         raise ValueError(f"scores has {len(scores)} rows but subsets has {names.size}")
-    counts_correct = _int_vector(num_correct, "num_correct", names.size)
+    counts_correct = _int_vector(num_correct, "num_correct", names.size, "subsets")
     rows = []
     for b, row_scores in enumerate(scores):
         row = np.asarray(row_scores, dtype=np.float64)
@@ -355,8 +338,8 @@ def processbench_scores(
     names = _subset_names(subsets, PROCESSBENCH_SUBSETS, "ProcessBench")
     if names.size == 0:
         raise ValueError("subsets is empty")
-    predictions = _int_vector(predicted, "predicted", names.size)
-    truth = _int_vector(labels, "labels", names.size)
+    predictions = _int_vector(predicted, "predicted", names.size, "subsets")
+    truth = _int_vector(labels, "labels", names.size, "subsets")
     for name, array in (("predicted", predictions), ("labels", truth)):
         bad = np.flatnonzero(array < -1)
         if bad.size:

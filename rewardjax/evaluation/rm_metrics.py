@@ -91,6 +91,24 @@ def _vector(values: Any, name: str, *, allow_empty: bool = False) -> np.ndarray:
     return array
 
 
+def _rows_of(array: np.ndarray, name: str, num_rows: int, against: str) -> np.ndarray:
+    """`array`, checked to be 1-D with `num_rows` rows (as many as `against` has)."""
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be 1-D [B], got shape {array.shape}")
+    if array.shape[0] != num_rows:
+        raise ValueError(f"{name} has {array.shape[0]} rows but {against} has {num_rows}")
+    return array
+
+
+def _int_vector(values: Any, name: str, num_rows: int, against: str) -> np.ndarray:
+    """[B] int64 of whole numbers (integer or integral float input), B = num_rows."""
+    array = _rows_of(np.asarray(values), name, num_rows, against)
+    if array.size and array.dtype.kind not in "iu":
+        if array.dtype.kind != "f" or not np.all(np.mod(array, 1) == 0):
+            raise ValueError(f"{name} must be integers, got {array.tolist()[:5]}")
+    return array.astype(np.int64)
+
+
 def _same_length(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{name_a} has {a.shape[0]} rows but {name_b} has {b.shape[0]}")
@@ -182,10 +200,11 @@ def best_of_4_accuracy(
     RewardBench 2 (RewardBench 2: Advancing Reward Model Evaluation) scores
     each prompt as correct when the chosen response out-scores all three
     rejected ones; random scores give 1/4. A tie with the best rejected score
-    counts as wrong by default; `ties_count_as_correct=True` reproduces the
-    reference script, which takes `argmax(scores) == 0` with the chosen
-    response first (numpy's argmax breaks ties toward it). The Ties subset is
-    scored differently: see `rewardbench2_ties_score`.
+    counts as wrong by default; `ties_count_as_correct=True` counts it as
+    right. The RewardBench 2 script itself gives a tie with the best
+    rejected response 1/k credit (k tied responses):
+    `evaluation.benchmarks.rewardbench2_scores` implements that rule. The
+    Ties subset is scored differently: see `rewardbench2_ties_score`.
 
     Args:
       chosen_scores: [B] scores of the chosen responses.
@@ -327,17 +346,7 @@ def first_error_steps(
 
 
 def _first_error_labels(labels: Any, rows: list[np.ndarray]) -> np.ndarray:
-    array = np.asarray(labels)
-    if array.ndim != 1:
-        raise ValueError(f"first_error_labels must be 1-D [B], got shape {array.shape}")
-    if array.shape[0] != len(rows):
-        raise ValueError(
-            f"first_error_labels has {array.shape[0]} rows but step_scores has {len(rows)}"
-        )
-    if array.size and array.dtype.kind not in "iu":
-        if not np.all(np.mod(array, 1) == 0):
-            raise ValueError(f"first_error_labels must be integers, got {array.tolist()[:5]}")
-    array = array.astype(np.int64)
+    array = _int_vector(labels, "first_error_labels", len(rows), "step_scores")
     for b, (label, row) in enumerate(zip(array, rows)):
         if not -1 <= label < row.size:
             raise ValueError(

@@ -374,8 +374,10 @@ class _ProgressSource(ModelRewardSource):
             max_prefixes=self.max_steps,
         )
         # V^μ of the prompt alone, once per distinct prompt (a group shares it).
-        distinct = list(dict.fromkeys(prompts))
-        first = {prompt: problems[prompts.index(prompt)] for prompt in distinct}
+        first: dict = {}
+        for prompt, problem in zip(prompts, problems):
+            first.setdefault(prompt, problem)
+        distinct = list(first)
         rollouts = self.completer.continuations(distinct, k=self.k, rng=prompt_key)
         prompt_value = {
             prompt: float(np.mean([self._grade(first[prompt], text) for text in texts]))
