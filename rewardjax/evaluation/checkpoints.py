@@ -51,6 +51,7 @@ from rewardjax.evaluation import benchmarks, scorers
 from rewardjax.inference import format_accuracy_table
 from rewardjax.judges.reward import load_judge
 from rewardjax.registry import TASKS
+from rewardjax.scoring.models import laser_token_id
 from rewardjax.tokenizers import PromptFormat, load_tokenizer
 from rewardjax.training.kinds.data import load_records
 from rewardjax.training.prompts import grader_for, load_problems
@@ -444,23 +445,12 @@ def _named_paths(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _laser_token(tokenizer, text: str) -> int:
-    """LaSeR's t*: `text` as one token id, or the tokenizer's BOS (the laser block's rule)."""
-    if not text:
-        if tokenizer.bos_id is None:
-            raise ValueError(f"tokenizer {tokenizer.source} has no BOS: name LaSeR's token")
-        return int(tokenizer.bos_id)
-    ids = tokenizer.encode(text)
-    if len(ids) != 1:
-        raise ValueError(f"LaSeR's token {text!r} encodes to {len(ids)} tokens {ids}, not one")
-    return int(ids[0])
-
-
 def _confidence(confidence, config, params, policy_tok):
     """The confidence vote's weights: "stated", None, or the policy's LaSeR self-scorer."""
     if not isinstance(confidence, Mapping):
         return confidence
-    kwargs = dict(confidence, token=_laser_token(policy_tok, confidence.get("token", "")))
+    token = laser_token_id(policy_tok, confidence.get("token", ""), where="LaSeR's token")
+    kwargs = dict(confidence, token=token)
     return scoring.LastTokenSelfScorer(
         config, jax.tree.map(np.asarray, params), policy_tok, **kwargs
     )

@@ -457,6 +457,24 @@ class ImplicitProcessRewardModel:
         return np.array([r.sum() for r in self.step_rewards(prompts, steps)], np.float32)
 
 
+def laser_token_id(tokenizer: Tokenizer, text: str, *, where: str = "laser.token") -> int:
+    """LaSeR's t*: `text` as its one token id, or the tokenizer's BOS when `text` is empty.
+
+    `where` names the setting in errors (the `laser` block's `laser.token`).
+    """
+    if not text:
+        if tokenizer.bos_id is None:
+            raise ValueError(
+                f"{where} is empty and tokenizer {tokenizer.source} has no BOS: "
+                "name a token (text that encodes to one id)"
+            )
+        return int(tokenizer.bos_id)
+    ids = tokenizer.encode(text)
+    if len(ids) != 1:
+        raise ValueError(f"{where}={text!r} encodes to {len(ids)} tokens {ids}, not one")
+    return int(ids[0])
+
+
 class LastTokenSelfScorer:
     """A policy's own LaSeR self-reward: β·(log π(t* | x, y) − c), after the last token.
 

@@ -30,6 +30,7 @@ from rewardjax.objectives.advantages import outcome_to_token_rewards, zero_varia
 from rewardjax.objectives.kl import kl_in_reward
 from rewardjax.registry import KL_ESTIMATORS
 from rewardjax.rewards.likelihood import forced_answer_inputs
+from rewardjax.scoring.models import laser_token_id
 from rewardjax.training import guidance
 from rewardjax.training.config_checks import ConfigError
 from rewardjax.training.curriculum import Curriculum, group_signal, top_groups
@@ -187,7 +188,9 @@ class RLTrainer(Trainer):
                 "with the policy; curriculum.hints and curriculum.replay put rows sampled "
                 "elsewhere in the batch, which these sources do not score"
             )
-        self.laser_token = self._laser_token() if c.laser.enabled else None
+        self.laser_token = (
+            laser_token_id(self.tokenizer, c.laser.token) if c.laser.enabled else None
+        )
         # LaSeR's constant c: estimated from the initial policy on the first batch.
         self.laser_ref_constant = (
             None
@@ -251,21 +254,6 @@ class RLTrainer(Trainer):
             parallel.kv_cache_sharding(self.mesh) if self.mesh.devices.size > 1 else None
         )
         self.restore()
-
-    def _laser_token(self) -> int:
-        """LaSeR's t*: laser.token as one token id, or the tokenizer's BOS."""
-        token = self.config.laser.token
-        if not token:
-            if self.tokenizer.bos_id is None:
-                raise ValueError(
-                    f"laser.token is empty and tokenizer {self.tokenizer.source} has no BOS: "
-                    "name a token (text that encodes to one id)"
-                )
-            return int(self.tokenizer.bos_id)
-        ids = self.tokenizer.encode(token)
-        if len(ids) != 1:
-            raise ValueError(f"laser.token={token!r} encodes to {len(ids)} tokens {ids}, not one")
-        return int(ids[0])
 
     def _laser_constant(self, batch) -> float:
         """The current policy's mean log π(t*) after each completion (LaSeR's c, at step 0)."""
