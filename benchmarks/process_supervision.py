@@ -391,18 +391,18 @@ def _throughput(setup: Setup, rows: Rows, seed: int, cpu: dict) -> dict:
 
     jobs = [(i, s) for i, steps in enumerate(rows.steps) for s in range(len(steps) - 1)]
     jobs = jobs[: _size(THROUGHPUT_PREFIXES)]
-    prompts = [
-        rows.problems[i].prompt + labeling.prefix_text(rows.steps[i], s, SEPARATOR) for i, s in jobs
-    ]
+    prompts = [rows.problems[i] for i, _ in jobs]
+    prefixes = [labeling.prefix_text(rows.steps[i], s, SEPARATOR) for i, s in jobs]
     batched = dataclasses.replace(setup.completer, batch_prefixes=len(jobs))
     naive = dataclasses.replace(setup.completer, batch_prefixes=1)  # one generate(n=K) per prefix
 
     def side(completer):
         def label() -> float:
             start = time.perf_counter()
-            texts = completer.continuations(prompts, k=OMEGA_K, rng=_key(seed, 3))
-            for (i, s), continuations in zip(jobs, texts):
-                head = labeling.prefix_text(rows.steps[i], s, SEPARATOR)
+            texts = completer.continuations(
+                prompts, k=OMEGA_K, rng=_key(seed, 3), prefixes=prefixes
+            )
+            for (i, _), head, continuations in zip(jobs, prefixes, texts):
                 for c in continuations:
                     setup.grade(rows.problems[i], head + c)
             return time.perf_counter() - start

@@ -39,6 +39,9 @@ def get_config(arg=None):
     # The rollout policy; empty path: the solver itself (Math-Shepherd's setting).
     c.completer = dict(path="", temperature=1.0, max_new_tokens=48, batch_prefixes=64)
     c.tokenizer = "char"
+    # How prompts are written for the solver and the completer (chat template,
+    # system, suffix); step prefixes follow the rendered prompt, inside the reply.
+    c.prompt = common.prompt_block()
     # "monte_carlo" (every prefix) or "first_error_search" (binary search, hard labels).
     c.method = arg.method
     # "soft": the fraction of correct rollouts; "hard": 1 if any is correct.

@@ -48,7 +48,7 @@ from rewardjax.data.steps import check_steps
 from rewardjax.labeling.consensus import first_error_accuracy
 from rewardjax.models.config import ModelConfig
 from rewardjax.tokenizers import Tokenizer
-from rewardjax.training.rollout import decode_completions, encode_prompts
+from rewardjax.training.rollout import decode_completions, prompt_messages
 
 __all__ = [
     "Completer",
@@ -99,23 +99,58 @@ class Completer:
         config, params = models.load_hf(path, heads=("lm",))
         return cls(config, jax.tree.map(np.asarray, params), tokenizer, **kwargs)
 
-    def check_lengths(self, prompts: Sequence[str], where: Sequence[str]) -> None:
-        """Every prompt + the rollout budget must fit the model's cache: one error naming the first that does not."""
+    def encode(self, prompt, prefix: str = "") -> list[int]:
+        """Ids of a prompt as the policy sees it, then the completion text `prefix` written so far.
+
+        The prompt (a string, or a record with `prompt` and `fields`) goes
+        through the tokenizer's `prompt_format` (chat template, system, suffix);
+        the prefix follows the rendered prompt, inside the reply, never inside
+        the user turn.
+        """
+        if isinstance(prompt, str):
+            head = self.tokenizer.render_prompt(prompt)
+        else:
+            head = self.tokenizer.render_prompt(prompt.prompt, prompt_messages(prompt))
+        return self.tokenizer.encode(head + prefix, add_bos=self.tokenizer.default_add_bos)
+
+    def check_lengths(
+        self, prompts: Sequence, where: Sequence[str], prefixes: Sequence[str] | None = None
+    ) -> None:
+        """Every prompt + prefix + the rollout budget must fit the model's cache: one error naming the first that does not."""
         limit = self.config.max_position_embeddings
-        add_bos = self.tokenizer.default_add_bos
-        for text, name in zip(prompts, where):
-            length = len(self.tokenizer.encode(text, add_bos=add_bos))
+        prefixes = [""] * len(prompts) if prefixes is None else prefixes
+        for prompt, prefix, name in zip(prompts, prefixes, where, strict=True):
+            length = len(self.encode(prompt, prefix))
             if length + self.max_new_tokens > limit:
                 raise ValueError(
                     f"{name}: the prefix is {length} tokens, and with max_new_tokens="
                     f"{self.max_new_tokens} it exceeds the completer's {limit} positions"
                 )
 
-    def continuations(self, prompts: Sequence[str], *, k: int, rng: jax.Array) -> list[list[str]]:
-        """K sampled continuation texts for each prompt (prefix), in prompt order."""
+    def continuations(
+        self,
+        prompts: Sequence,
+        *,
+        k: int,
+        rng: jax.Array,
+        prefixes: Sequence[str] | None = None,
+    ) -> list[list[str]]:
+        """K sampled continuation texts for each prompt, in prompt order.
+
+        Args:
+          prompts: [N] prompts (strings, or records such as a task's Problem).
+          k: rollouts per prompt.
+          rng: PRNG key.
+          prefixes: [N] completion text already written after each prompt (a
+            step prefix); None: none.
+        """
         if k < 1:
             raise ValueError(f"k={k}: each prefix needs at least one rollout")
-        order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths share a call
+        prefixes = [""] * len(prompts) if prefixes is None else list(prefixes)
+        if len(prefixes) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(prefixes)} prefixes")
+        ids = [self.encode(p, x) for p, x in zip(prompts, prefixes)]
+        order = np.argsort([len(x) for x in ids], kind="stable")  # similar lengths share a call
         out: list[list[str]] = [[] for _ in prompts]
         size = self.batch_prefixes
         for start in range(0, len(order), size):
@@ -124,7 +159,12 @@ class Completer:
             # few shapes, and a search's late rounds with few prefixes stay small.
             width = min(size, 1 << (len(rows) - 1).bit_length())
             padded = rows + [rows[-1]] * (width - len(rows))
-            tokens, mask = encode_prompts(self.tokenizer, [prompts[i] for i in padded])
+            call = [ids[i] for i in padded]
+            tokens, mask = sampling.pad_prompts(
+                call,
+                pad_id=self.tokenizer.pad_id,
+                length=sampling.bucket(max(len(x) for x in call), sampling.DEFAULT_BUCKETS),
+            )
             rng, key = jax.random.split(rng)
             sample = sampling.generate(
                 self.config,
@@ -331,9 +371,10 @@ def monte_carlo_values(
         for s in range(counts[i])
         if s < len(steps) - 1
     ]
-    prompts = [problems[i].prompt + prefix_text(solutions[i], s, separator) for i, s in jobs]
-    completer.check_lengths(prompts, [f"solution {i} step {s}" for i, s in jobs])
-    texts = completer.continuations(prompts, k=k, rng=rng) if jobs else []
+    prompts = [problems[i] for i, _ in jobs]
+    prefixes = [prefix_text(solutions[i], s, separator) for i, s in jobs]
+    completer.check_lengths(prompts, [f"solution {i} step {s}" for i, s in jobs], prefixes)
+    texts = completer.continuations(prompts, k=k, rng=rng, prefixes=prefixes) if jobs else []
     values: list[np.ndarray | None] = []
     for i, steps in enumerate(solutions):
         if outcomes[i] is None:
@@ -438,13 +479,11 @@ def first_error_search(
         values.append(v)
         if not outcomes[i]:
             bounds[i] = [0, len(steps) - 1]
+    longest = [i for i in bounds if len(solutions[i]) > 1]  # the longest prefix searched
     completer.check_lengths(
-        [
-            problems[i].prompt + prefix_text(solutions[i], len(solutions[i]) - 2, separator)
-            for i in bounds
-            if len(solutions[i]) > 1
-        ],
-        [f"solution {i}" for i in bounds if len(solutions[i]) > 1],
+        [problems[i] for i in longest],
+        [f"solution {i}" for i in longest],
+        [prefix_text(solutions[i], len(solutions[i]) - 2, separator) for i in longest],
     )
     rollouts = prefixes = rounds = 0
     while True:
@@ -453,8 +492,12 @@ def first_error_search(
             break
         rounds += 1
         rng, key = jax.random.split(rng)
-        prompts = [problems[i].prompt + prefix_text(solutions[i], m, separator) for i, m in active]
-        texts = completer.continuations(prompts, k=k, rng=key)
+        texts = completer.continuations(
+            [problems[i] for i, _ in active],
+            k=k,
+            rng=key,
+            prefixes=[prefix_text(solutions[i], m, separator) for i, m in active],
+        )
         rollouts += k * len(active)
         prefixes += len(active)
         for (i, mid), continuations in zip(active, texts):

@@ -34,6 +34,7 @@ from rewardjax.labeling.montecarlo import (
 )
 from rewardjax.scoring.models import ProcessRewardModel
 from rewardjax.tokenizers import load_tokenizer
+from rewardjax.training.policy import prompt_format_of
 from rewardjax.training.rollout import sample_and_grade
 
 __all__ = ["METHODS", "exact_labels", "label_run"]
@@ -91,6 +92,7 @@ def label_run(c: ml_collections.ConfigDict) -> dict:
     _check(c)
     task = make_task(c.task.name, **c.task.kwargs)
     tokenizer = load_tokenizer(c.tokenizer or c.solver.path)
+    tokenizer.prompt_format = prompt_format_of(c, tokenizer)
     rng = jax.random.key(c.seed)
     solver_config, solver_params = models.load_hf(c.solver.path, heads=("lm",))
     problems = [task.problem(i, split=c.split, seed=c.seed) for i in range(c.num_problems)]

@@ -378,7 +378,9 @@ class _ProgressSource(ModelRewardSource):
         for prompt, problem in zip(prompts, problems):
             first.setdefault(prompt, problem)
         distinct = list(first)
-        rollouts = self.completer.continuations(distinct, k=self.k, rng=prompt_key)
+        rollouts = self.completer.continuations(
+            [first[prompt] for prompt in distinct], k=self.k, rng=prompt_key
+        )
         prompt_value = {
             prompt: float(np.mean([self._grade(first[prompt], text) for text in texts]))
             for prompt, texts in zip(distinct, rollouts)

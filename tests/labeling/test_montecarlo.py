@@ -1,5 +1,7 @@
 """Monte Carlo prefix values and first-error search, on scripted completers and a real sampler."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -17,25 +19,25 @@ from rewardjax.labeling import (
     step_labels,
     tune_threshold,
 )
-from rewardjax.tokenizers import CharTokenizer
+from rewardjax.tokenizers import CharTokenizer, PromptFormat
 from rewardjax.training.rollout import decode_completions, encode_prompts
 
 TOK = CharTokenizer()
 
 
 class ScriptedCompleter:
-    """Continuations looked up by prefix text (the text after the prompt)."""
+    """Continuations looked up by the step prefix (the text after the prompt)."""
 
     def __init__(self, script):
         self.script = script
         self.calls = []
 
-    def check_lengths(self, prompts, where):
+    def check_lengths(self, prompts, where, prefixes=None):
         pass
 
-    def continuations(self, prompts, *, k, rng):
+    def continuations(self, prompts, *, k, rng, prefixes):
         self.calls.append(len(prompts))
-        return [self.script[p.split("\n", 1)[1]][:k] for p in prompts]
+        return [self.script[x][:k] for x in prefixes]
 
 
 def _problem(uid="p"):
@@ -147,9 +149,9 @@ class MonotoneCompleter(ScriptedCompleter):
     def __init__(self):
         super().__init__({})
 
-    def continuations(self, prompts, *, k, rng):
+    def continuations(self, prompts, *, k, rng, prefixes):
         self.calls.append(len(prompts))
-        return [["N" if "bad" in p else "Y"] * k for p in prompts]
+        return [["N" if "bad" in x else "Y"] * k for x in prefixes]
 
 
 def _grade_no_bad(problem, text):
@@ -197,14 +199,13 @@ class ArithmeticCompleter:
     def __init__(self, problems_by_prompt):
         self.problems = problems_by_prompt
 
-    def check_lengths(self, prompts, where):
+    def check_lengths(self, prompts, where, prefixes=None):
         pass
 
-    def continuations(self, prompts, *, k, rng):
+    def continuations(self, prompts, *, k, rng, prefixes):
         out = []
-        for p in prompts:
-            question, prefix = p.split("\n", 1)
-            problem = self.problems[question + "\n"]
+        for p, prefix in zip(prompts, prefixes):
+            problem = self.problems[p.prompt]
             out.append([_continue_correctly(problem, prefix)] * k)
         return out
 
@@ -301,6 +302,32 @@ def test_batched_greedy_continuations_equal_one_call_per_prefix():
         )
         want = decode_completions(TOK, out.tokens, out.lengths)[0]
         assert texts == [want, want]
+
+
+def test_the_step_prefix_follows_the_rendered_prompt_not_the_user_turn():
+    # A run's prompt format (here a suffix) writes the prompt; the solution's steps
+    # come after it, as the policy wrote them: "Q: 5\n!!1+1=2\n", never "Q: 5\n1+1=2\n!!".
+    tok = CharTokenizer()
+    tok.prompt_format = PromptFormat(suffix="!!")
+    completer = dataclasses.replace(_tiny_completer(), tokenizer=tok)
+    problem = Problem(prompt="Q: 5\n", answer="2", steps=[], uid="p", fields={})
+    assert completer.encode(problem, "1+1=2\n") == tok.encode("Q: 5\n!!1+1=2\n")
+    assert completer.encode("Q: 5\n") == tok.encode("Q: 5\n!!")
+    greedy = dataclasses.replace(completer, temperature=0.0, max_new_tokens=6)
+    got = greedy.continuations([problem], k=1, rng=jax.random.key(1), prefixes=["1+1=2\n"])
+    out = sampling.generate(
+        greedy.config,
+        greedy.params,
+        [tok.encode("Q: 5\n!!1+1=2\n")],
+        rng=jax.random.key(2),
+        max_new_tokens=6,
+        temperature=0.0,
+        eos_ids=tok.stop_ids,
+        pad_id=tok.pad_id,
+    )
+    assert got == [decode_completions(tok, out.tokens, out.lengths)]
+    with pytest.raises(ValueError, match="1 prompts but 2 prefixes"):
+        greedy.continuations([problem], k=1, rng=jax.random.key(1), prefixes=["a", "b"])
 
 
 def test_a_prefix_longer_than_the_cache_is_an_error():

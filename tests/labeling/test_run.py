@@ -66,11 +66,20 @@ def test_threshold_sets_hard_labels_and_first_errors(tmp_path, monkeypatch):
         return PrefixValues(values, k, 0, 0, 0.0, {})
 
     monkeypatch.setattr(run, "monte_carlo_values", half_values)
+    sampled = []
+
+    def sample_and_grade(config, params, tokenizer, task, problems, **kwargs):
+        sampled.append([tokenizer.render_prompt(p.prompt) for p in problems])
+        return real_sample_and_grade(config, params, tokenizer, task, problems, **kwargs)
+
+    real_sample_and_grade = run.sample_and_grade
+    monkeypatch.setattr(run, "sample_and_grade", sample_and_grade)
     solver = _export(tmp_path / "sft")
     firsts = {}
     for threshold in (0.0, 0.5):
         c = label_arithmetic.get_config(f"runlocal=True,solver_path={solver},labels=hard")
         c.threshold = threshold
+        c.prompt.suffix = "!"  # the prompt block reaches the solver's prompts
         c.solver.max_new_tokens = 24
         c.output = str(tmp_path / f"hard_{threshold}.jsonl")
         run.label_run(c)
@@ -81,6 +90,7 @@ def test_threshold_sets_hard_labels_and_first_errors(tmp_path, monkeypatch):
             assert r.labels == expected
         firsts[threshold] = [r.first_error for r in records]
     assert firsts[0.0] == [len(r.steps) - 1 for r in records]
+    assert sampled and all(text.endswith("\n!") for texts in sampled for text in texts)
     assert firsts[0.5] == [0] * len(records)
     c.threshold = 1.0
     with pytest.raises(ValueError, match="threshold=1.0"):

@@ -34,11 +34,12 @@ class ScriptedProver:
     def __init__(self, script):
         self.script = script
 
-    def check_lengths(self, prompts, where):
+    def check_lengths(self, prompts, where, prefixes=None):
         pass
 
-    def continuations(self, prompts, *, k, rng):
-        return [self.script[p.split("\n", 1)[1]][:k] for p in prompts]
+    def continuations(self, prompts, *, k, rng, prefixes=None):
+        prefixes = [""] * len(prompts) if prefixes is None else prefixes
+        return [self.script[x][:k] for x in prefixes]
 
 
 def _encode(completions, width=32):
