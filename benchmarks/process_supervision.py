@@ -565,6 +565,39 @@ def _generated_labels(setup: Setup, seed: int, cpu: dict) -> tuple[str, dict]:
     return stage_dir, stages.cached_stage(_WORKDIR.value, name, run, cpu)
 
 
+def _generated_hard_labels(setup: Setup, seed: int, generated_dir: str, cpu: dict) -> str:
+    """The generated solutions' MC values as hard labels at the tuned τ (1[value > τ]).
+
+    τ is tuned on this seed's policy solutions and their exact labels (as
+    `_tuned_threshold`): a small exactly labelled set sets the rule that labels
+    the large unlabelled one. Writes mc_generated_hard.jsonl; returns its path.
+    """
+    from rewardjax import labeling
+    from rewardjax.data.formats import StepLabels, read_jsonl, write_jsonl
+
+    name = f"prm_generated_hard_labels_seed{seed}"
+    path = os.path.join(_WORKDIR.value, name, "mc_generated_hard.jsonl")
+
+    def run():
+        _, train, _, _, train_values = _prm_labels(setup, seed, cpu)
+        tau, _ = labeling.tune_threshold(train_values, train.exact_first, k=OMEGA_K)
+        records = read_jsonl(os.path.join(generated_dir, "mc_generated.jsonl"), StepLabels)
+        hard = []
+        for r in records:
+            values = np.asarray(r.labels)  # the soft labels: the prefix values
+            hard.append(
+                dataclasses.replace(
+                    r,
+                    labels=[float(v > tau) for v in values],
+                    first_error=labeling.first_error_of_values(values, tau),
+                )
+            )
+        return dict(threshold=tau, written=write_jsonl(path, hard))
+
+    stages.cached_stage(_WORKDIR.value, name, run, cpu)
+    return path
+
+
 def _fold_mask(rows: Rows, fold: str) -> list[bool]:
     """Half a of the solutions: those of even problem indices (a problem's samples stay together)."""
     return [(i % 2 == 0) == (fold == "a") for i in rows.indices]
@@ -665,6 +698,20 @@ def _prm_seed(setup: Setup, seed: int, cpu: dict) -> dict:
         )
         out[f"prm_{arm}_processbench_f1"] = result["processbench_f1"]
         out[f"prm_{arm}_step_auroc"] = result.get("step_auroc")
+    # Last, so a rerun of an earlier workdir trains only this arm.
+    result = stages.train_stage(
+        _WORKDIR.value,
+        f"prm_mc_generated_hard_seed{seed}",
+        _prm_config(
+            setup.sft_hf,
+            _generated_hard_labels(setup, seed, generated_dir, cpu),
+            seed,
+            GEN_PRM_STEPS,
+        ),
+        cpu,
+    )
+    out["prm_mc_generated_hard_processbench_f1"] = result["processbench_f1"]
+    out["prm_mc_generated_hard_step_auroc"] = result.get("step_auroc")
     out["prm_train_solutions"] = len(rows.steps)
     out["prm_train_skipped"] = skipped
     return out
@@ -827,6 +874,9 @@ def _targets(result: dict) -> dict[str, bool | None]:
         prm_mc_generated_processbench_f1=at_least_as(
             "prm_mc_generated_processbench_f1", "prm_mc_processbench_f1"
         ),
+        prm_mc_generated_hard_processbench_f1=at_least_as(
+            "prm_mc_generated_hard_processbench_f1", "prm_mc_processbench_f1"
+        ),
     )
 
 
@@ -901,6 +951,8 @@ def main(argv):
             "prm_exact_generated_processbench_f1",
             "prm_mc_generated_step_auroc",
             "prm_exact_generated_step_auroc",
+            "prm_mc_generated_hard_processbench_f1",
+            "prm_mc_generated_hard_step_auroc",
         )
         for seed in seeds:
             row = _prm_seed(setup, seed, cpu)
