@@ -190,6 +190,20 @@ class Setup:
     def grade(self, problem, text: str) -> bool:
         return self.task.grade(problem, text).correct
 
+    def mc_values(self, rows: Rows, rng):
+        """Math-Shepherd prefix values of `rows` at K = OMEGA_K under the SFT completer."""
+        from rewardjax import labeling
+
+        return labeling.monte_carlo_values(
+            self.completer,
+            rows.problems,
+            rows.steps,
+            k=OMEGA_K,
+            grade=self.grade,
+            rng=rng,
+            separator=SEPARATOR,
+        )
+
     def problems(self, indices, split: str, seed: int) -> list:
         return [self.task.problem(i, split=split, seed=seed) for i in indices]
 
@@ -464,7 +478,6 @@ def _prm_labels(setup: Setup, seed: int, cpu: dict) -> tuple[str, Rows, list, di
 
     Writes mc.jsonl, exact.jsonl and fold_{a,b}.jsonl (MC labels of each half).
     """
-    from rewardjax import labeling
 
     name = f"prm_labels_seed{seed}"
     stage_dir = os.path.join(_WORKDIR.value, name)
@@ -473,15 +486,7 @@ def _prm_labels(setup: Setup, seed: int, cpu: dict) -> tuple[str, Rows, list, di
         rows, summary = setup.sample(
             range(_size(TRAIN_PROBLEMS)), split="train", problem_seed=seed, rng=_key(seed, 4)
         )
-        values = labeling.monte_carlo_values(
-            setup.completer,
-            rows.problems,
-            rows.steps,
-            k=OMEGA_K,
-            grade=setup.grade,
-            rng=_key(seed, 5),
-            separator=SEPARATOR,
-        )
+        values = setup.mc_values(rows, _key(seed, 5))
         soft, first = values.labels("soft"), values.first_errors()
         _write_records(os.path.join(stage_dir, "mc.jsonl"), rows, soft, first)
         exact_first = [None if f < 0 else f for f in rows.exact_first]
@@ -536,15 +541,7 @@ def _generated_labels(setup: Setup, seed: int, cpu: dict) -> tuple[str, dict]:
             [list(r.labels) for r in records],
             [labeling.normalise_first_error(r.first_error, len(r.steps)) for r in records],
         )
-        values = labeling.monte_carlo_values(
-            setup.completer,
-            rows.problems,
-            rows.steps,
-            k=OMEGA_K,
-            grade=setup.grade,
-            rng=_key(seed, 6),
-            separator=SEPARATOR,
-        )
+        values = setup.mc_values(rows, _key(seed, 6))
         first = values.first_errors()
         _write_records(
             os.path.join(stage_dir, "mc_generated.jsonl"), rows, values.labels("soft"), first
