@@ -7,6 +7,11 @@ r"""Monte Carlo step labels for arithmetic-chain solutions sampled from an SFT p
   python -m experiments.label \
       --config configs/label_arithmetic.py:solver_path=/tmp/sft/hf,method=first_error_search \
       --config.output=/tmp/omega_labels.jsonl
+  # Hard labels with a threshold: a prefix value ≤ 1/8 is an error (τ tuned on exactly
+  # labelled solutions by labeling.tune_threshold; 0 is Math-Shepherd's rule)
+  python -m experiments.label \
+      --config configs/label_arithmetic.py:solver_path=/tmp/sft/hf,labels=hard \
+      --config.threshold=0.125 --config.output=/tmp/hard_labels.jsonl
   # Keep only solutions where a trained PRM agrees on the first error
   python -m experiments.label --config configs/label_arithmetic.py:solver_path=/tmp/sft/hf \
       --config.consensus.prm_path=/tmp/prm/hf --config.output=/tmp/consensus.jsonl
