@@ -372,6 +372,18 @@ def plan_update_step(
     memory = lowered.compile().memory_analysis()
     params = bytes_per_device(abstract_state.params, shardings.params)
     opt = bytes_per_device(abstract_state.opt_state, shardings.opt_state)
+    prime = 0
+    if _is_rl(config) and config.prime.enabled:
+        # PRIME's ψ (prime.OnlinePRM): a full copy of the policy and its own
+        # optimizer state, every leaf trained, resident for the whole run.
+        psi = jax.eval_shape(
+            lambda key: TrainState.create({"policy": models.init_params(cfg, key)}, optimizer),
+            jax.random.key(0),
+        )
+        psi_shardings = state_shardings(psi, mesh, {"policy": axes["policy"]})
+        prime = bytes_per_device(psi.params, psi_shardings.params) + bytes_per_device(
+            psi.opt_state, psi_shardings.opt_state
+        )
     arguments = int(memory.argument_size_in_bytes)
     outputs = int(memory.output_size_in_bytes)
     aliased = int(memory.alias_size_in_bytes)
@@ -403,6 +415,7 @@ def plan_update_step(
         params_bytes=params,
         policy_bytes=bytes_per_device(abstract_state.params["policy"], shardings.params["policy"]),
         optimizer_bytes=opt,
+        prime_bytes=prime,
         batch_bytes=bytes_per_device(batch, jax.tree.map(lambda _: rows_sharding, batch)),
         temp_bytes=temp,
         argument_bytes=arguments,
@@ -784,7 +797,8 @@ def plan_memory(
       The mesh and one `plan_update_step` result per model; for the grpo
       objective each holds its rollout's `plan_sampler` result under
       "sampler". Each also holds "reference_bytes" (a frozen copy of the
-      policy the trainer keeps, `holds_reference`; else 0),
+      policy the trainer keeps, `holds_reference`; else 0), "prime_bytes"
+      (PRIME's ψ and its optimizer state; else 0),
       "iteration_peak_bytes" (`iteration_peak`)
       and, on a CPU backend, "runtime_bytes" (the host runtime's resident
       memory) and "process_peak_bytes" (their sum: what the training
@@ -899,12 +913,15 @@ def iteration_peak(row: dict[str, Any]) -> int:
 
     During an RL rollout the state stays resident, so the sampler's compiled
     bytes (which count the parameters) add the optimizer state; a frozen
-    reference copy (`reference_bytes`, `holds_reference`) is resident in both.
+    reference copy (`reference_bytes`, `holds_reference`) and PRIME's ψ with
+    its optimizer state (`prime_bytes`) are resident in both. ψ's own update
+    runs apart from the policy's, on the same batch, so its activations stay
+    within the policy step's.
     """
     peak = row["peak_bytes"]
     if "sampler" in row:
         peak = max(peak, row["sampler"]["compiled_bytes"] + row["optimizer_bytes"])
-    return peak + row.get("reference_bytes", 0)
+    return peak + row.get("reference_bytes", 0) + row.get("prime_bytes", 0)
 
 
 def host_resident_bytes() -> int:

@@ -317,6 +317,21 @@ def test_a_reference_copy_is_planned_where_the_trainer_keeps_one():
     assert adapted["reference_bytes"] == 0
 
 
+def test_prime_psi_and_its_optimizer_state_are_planned():
+    rl = grpo_arithmetic.get_config("runlocal=True")
+    _, (plain,) = memory_plan.plan_memory(config=rl, mesh="1,1,1", seq_len=32, sampler=False)
+    assert plain["prime_bytes"] == 0
+    rl.prime.enabled = True
+    rl.advantage.name = "prime_combined_rloo"
+    _, (row,) = memory_plan.plan_memory(config=rl, mesh="1,1,1", seq_len=32, sampler=False)
+    # ψ: a full policy copy, and AdamW's two moments of every leaf.
+    assert row["prime_bytes"] == row["policy_bytes"] + row["optimizer_bytes"] > 0
+    assert row["reference_bytes"] == row["policy_bytes"]  # π_ref of ψ's log-ratio
+    assert row["iteration_peak_bytes"] == (
+        row["peak_bytes"] + row["reference_bytes"] + row["prime_bytes"]
+    )
+
+
 def test_lora_plan_holds_optimizer_state_of_the_adapters_only():
     _, (full,) = memory_plan.plan_memory(presets="tiny", mesh="1,1,1", batch=4, seq_len=32)
     _, (adapted,) = memory_plan.plan_memory(
