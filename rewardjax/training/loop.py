@@ -352,15 +352,22 @@ class Trainer:
         return last
 
     def export(self, path: str) -> str:
-        """Writes the policy as an HF checkpoint directory (process 0); extra heads ride along."""
+        """Writes the policy as an HF checkpoint directory (process 0); extra heads ride along.
+
+        With LoRA the adapters alone also go to the sibling `peft/`.
+        """
+        return self.export_params(path, self.state.params["policy"], peft=True)
+
+    def export_params(self, path: str, params, *, peft: bool = False) -> str:
+        """Writes `params` (the policy's structure) as an HF checkpoint directory (process 0)."""
         # A collective: every process takes part in gathering the shards.
-        params = parallel.gather_to_host(self.state.params["policy"])
+        params = parallel.gather_to_host(params)
         if parallel.is_main_process():
             # The checkpoint carries the tokenizer it was trained with, when that
             # is a directory (an HF model's own), so it loads as one piece.
             spec = self.config.model.tokenizer or self.config.model.path
             tokenizer_dir = spec if spec and os.path.isdir(spec) else None
-            if self.model_config.lora_rank:
+            if peft and self.model_config.lora_rank:
                 # The adapters alone, as PEFT loads them onto the base checkpoint.
                 lora.save_peft(
                     os.path.join(os.path.dirname(path), "peft"),
@@ -371,7 +378,7 @@ class Trainer:
             # LoRA: the adapters folded into the kernels (a plain HF checkpoint).
             config, params = lora.merge(self.model_config, params)
             models.save_hf(path, config, params, tokenizer_dir=tokenizer_dir)
-        parallel.barrier("export")
+        parallel.barrier(f"export {os.path.basename(path)}")
         return path
 
 

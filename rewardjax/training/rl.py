@@ -13,6 +13,7 @@ logged.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from typing import Any
 
@@ -254,6 +255,20 @@ class RLTrainer(Trainer):
             parallel.kv_cache_sharding(self.mesh) if self.mesh.devices.size > 1 else None
         )
         self.restore()
+
+    def export(self, path: str) -> str:
+        """The policy (`Trainer.export`); with PRIME also ψ, to the sibling `prime_hf/`.
+
+        ψ is an implicit PRM: `scoring.ImplicitProcessRewardModel.load(prime_hf,
+        reference=<the start model>, beta=prime.beta)` scores steps with it.
+        """
+        out = super().export(path)
+        if self.prime is not None:
+            self.export_params(
+                os.path.join(os.path.dirname(path), "prime_hf"),
+                self.aux_states["prime"].params["policy"],
+            )
+        return out
 
     def _laser_constant(self, batch) -> float:
         """The current policy's mean log π(t*) after each completion (LaSeR's c, at step 0)."""

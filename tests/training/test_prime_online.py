@@ -169,6 +169,27 @@ def test_resume_restores_psi_exactly_and_rewards_come_before_its_update(tmp_path
         np.testing.assert_array_equal(a, b)
 
 
+def test_psi_is_exported_beside_the_policy_and_loads_as_an_implicit_prm(tmp_path):
+    from rewardjax import models
+    from rewardjax.scoring.models import ImplicitProcessRewardModel
+
+    c = _config(steps=1)
+    c.export_hf = True
+    trainer = rl.RLTrainer(c, str(tmp_path))
+    trainer.run()
+    psi = _host(trainer.aux_states["prime"].params["policy"])
+    _, exported = models.load_hf(str(tmp_path / "prime_hf"))
+    _, policy = models.load_hf(str(tmp_path / "hf"))
+    for a, b in zip(jax.tree.leaves(psi), jax.tree.leaves(exported)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert not _leaves_equal(exported, policy)  # ψ, not the policy again
+    prm = ImplicitProcessRewardModel.load(
+        str(tmp_path / "prime_hf"), reference=str(tmp_path / "hf"), tokenizer="char", beta=BETA
+    )
+    (scores,) = prm.step_scores(["Q: 1+2\n"], [["1+2=3", "A: 3"]])
+    assert scores.shape == (2,) and np.all((scores > 0) & (scores < 1))
+
+
 def test_a_prime_run_cannot_resume_a_checkpoint_without_psi(tmp_path):
     c = grpo_arithmetic.get_config("runlocal=True")
     c.steps = 1
