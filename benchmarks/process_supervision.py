@@ -375,6 +375,14 @@ def _values_of(stored: list) -> list:
     return [None if v is None else np.asarray(v, float) for v in stored]
 
 
+def _train_threshold(setup: Setup, seed: int, cpu: dict) -> tuple[float, float]:
+    """(τ, its first-error accuracy) tuned on this seed's train-split policy solutions at K = 8."""
+    from rewardjax import labeling
+
+    _, train, _, _, train_values = _prm_labels(setup, seed, cpu)
+    return labeling.tune_threshold(train_values, train.exact_first, k=OMEGA_K)
+
+
 def _tuned_threshold(setup: Setup, held: Rows, seed: int, cpu: dict) -> dict:
     """MC first errors at K = OMEGA_K with τ tuned on this seed's train-split solutions.
 
@@ -385,8 +393,7 @@ def _tuned_threshold(setup: Setup, held: Rows, seed: int, cpu: dict) -> dict:
     """
     from rewardjax import labeling
 
-    _, train, _, _, train_values = _prm_labels(setup, seed, cpu)
-    tau, train_accuracy = labeling.tune_threshold(train_values, train.exact_first, k=OMEGA_K)
+    tau, train_accuracy = _train_threshold(setup, seed, cpu)
     values = _values_of(_label_seed(setup, held, seed, cpu)[f"mc_values_k{OMEGA_K}"])
     first = [None if v is None else labeling.first_error_of_values(v, tau) for v in values]
     labels = [None if v is None else [float(x > tau) for x in v] for v in values]
@@ -576,8 +583,7 @@ def _generated_hard_labels(setup: Setup, seed: int, generated_dir: str, cpu: dic
     path = os.path.join(_WORKDIR.value, name, "mc_generated_hard.jsonl")
 
     def run():
-        _, train, _, _, train_values = _prm_labels(setup, seed, cpu)
-        tau, _ = labeling.tune_threshold(train_values, train.exact_first, k=OMEGA_K)
+        tau, _ = _train_threshold(setup, seed, cpu)
         records = read_jsonl(os.path.join(generated_dir, "mc_generated.jsonl"), StepLabels)
         hard = []
         for r in records:
