@@ -50,9 +50,9 @@ Parts (--parts, default all three):
           value 0), as `labeling.run.label_run` filters. Generated arms: the
           PRM trainer's own training solutions (16,384 train-split
           demonstrations, half with an injected error: the distribution of
-          the held-out set) labelled by MC at K = 8 (soft), against their
-          exact labels (that arm is reward_models' PRM: same solutions,
-          steps and seeds), 2,000 steps each.
+          the held-out set) labelled by MC at K = 8, soft and hard at the
+          tuned τ, against their exact labels (reward_models' PRM
+          configuration: same solutions, steps and seeds), 2,000 steps each.
   rl      per seed, seven RL arms from the SFT start, 150 steps of 16 prompts
           × 8 samples (lr 2e-4), scored by held-out pass@1 (200 test-split
           problems × 8 samples): outcome-only GRPO and PRIME online
@@ -126,7 +126,7 @@ THROUGHPUT_PREFIXES, THROUGHPUT_REPEATS = 64, 3
 # epochs over their half of the solutions.
 PRM_STEPS, FOLD_PRM_STEPS, PRM_LR = 800, 400, 5e-4
 # The generated arms: the PRM trainer's own data at reward_models' scale (16,384
-# solutions, 2,000 steps: the exact arm is reward_models' PRM), MC-labelled.
+# solutions, 2,000 steps: the exact arm has reward_models' PRM configuration).
 GEN_SOLUTIONS, GEN_ERROR_RATE, GEN_PRM_STEPS = 16384, 0.5, 2000
 NUM_EVAL = 500
 TARGETS = dict(
