@@ -396,7 +396,7 @@ def _tuned_threshold(setup: Setup, held: Rows, seed: int, cpu: dict) -> dict:
     tau, train_accuracy = _train_threshold(setup, seed, cpu)
     values = _values_of(_label_seed(setup, held, seed, cpu)[f"mc_values_k{OMEGA_K}"])
     first = [None if v is None else labeling.first_error_of_values(v, tau) for v in values]
-    labels = [None if v is None else [float(x > tau) for x in v] for v in values]
+    labels = [None if v is None else labeling.hard_labels(v, tau) for v in values]
     scores = _scores(first, labels, held)
     return {
         f"mc_threshold_k{OMEGA_K}": tau,
@@ -591,7 +591,7 @@ def _generated_hard_labels(setup: Setup, seed: int, generated_dir: str, cpu: dic
             hard.append(
                 dataclasses.replace(
                     r,
-                    labels=[float(v > tau) for v in values],
+                    labels=labeling.hard_labels(values, tau),
                     first_error=labeling.first_error_of_values(values, tau),
                 )
             )

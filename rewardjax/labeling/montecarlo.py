@@ -57,6 +57,7 @@ __all__ = [
     "first_error_of_values",
     "first_error_search",
     "grade_solutions",
+    "hard_labels",
     "monte_carlo_values",
     "prefix_text",
     "step_labels",
@@ -268,7 +269,7 @@ class PrefixValues:
             if v is None:
                 out.append(None)
             elif mode == "hard":
-                out.append([float(x > threshold) for x in v])
+                out.append(hard_labels(v, threshold))
             else:
                 out.append([float(x) for x in v])
         return out
@@ -280,6 +281,12 @@ def _check_threshold(threshold: float) -> None:
             f"threshold={threshold}: a prefix value at most the threshold is an error, "
             "so it must lie in [0, 1) (1 would call every step wrong)"
         )
+
+
+def hard_labels(values: Sequence[float], threshold: float = 0.0) -> list[float]:
+    """Per-step hard labels of prefix values: 1[value > threshold] (NaN: 0)."""
+    _check_threshold(threshold)
+    return [float(x > threshold) for x in values]
 
 
 def first_error_of_values(values: np.ndarray, threshold: float = 0.0) -> int | None:
